@@ -1,0 +1,138 @@
+"""Kafka admin, producing and reading with confluent-kafka (outside Faust).
+
+Used by the CLI, the load generator and tests. Broker failures become
+:class:`~stream.errors.BrokerError`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stream.errors import BrokerError
+from stream.topology import Topic, Topology
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def existing_topics(bootstrap: str, timeout: float = 10.0) -> dict[str, int]:
+    """Topic name -> partition count, as the broker reports it."""
+    try:
+        md = admin(bootstrap).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"broker {bootstrap} did not answer a metadata request: {exc}") from exc
+    return {name: len(t.partitions) for name, t in md.topics.items() if not name.startswith("__")}
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    topic: str
+    created: bool
+    note: str = ""
+
+
+def create_topics(bootstrap: str, topics: list[Topic], timeout: float = 15.0) -> list[CreateResult]:
+    """Create the given topics; existing ones are left alone (idempotent)."""
+    have = existing_topics(bootstrap, timeout)
+    results: list[CreateResult] = []
+    wanted = []
+    for t in topics:
+        if t.name in have:
+            note = "" if have[t.name] == t.partitions else \
+                f"exists with {have[t.name]} partitions, topology says {t.partitions}"
+            results.append(CreateResult(t.name, False, note))
+        else:
+            wanted.append(NewTopic(t.name, t.partitions, 1, config=t.kafka_config()))
+    if wanted:
+        client = admin(bootstrap)  # keep a reference until the futures resolve
+        futures = client.create_topics(wanted, operation_timeout=timeout, request_timeout=timeout)
+        for name, fut in futures.items():
+            try:
+                fut.result(timeout=timeout)
+                results.append(CreateResult(name, True))
+            except KafkaException as exc:
+                err = exc.args[0]
+                if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    results.append(CreateResult(name, False))
+                else:
+                    raise BrokerError(f"cannot create topic {name}: {err}") from exc
+    order = {t.name: i for i, t in enumerate(topics)}
+    return sorted(results, key=lambda r: order[r.topic])
+
+
+def ensure_topology(bootstrap: str, topology: Topology) -> list[CreateResult]:
+    return create_topics(bootstrap, list(topology.topics.values()))
+
+
+def producer(bootstrap: str, **overrides: object) -> Producer:
+    conf = {"bootstrap.servers": bootstrap, "linger.ms": 5, "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 1_000_000, "enable.idempotence": False}
+    conf.update(overrides)
+    return Producer(conf)
+
+
+def flush(p: Producer, timeout: float = 30.0) -> None:
+    left = p.flush(timeout)
+    if left:
+        raise BrokerError(f"{left} message(s) not delivered within {timeout:.0f}s")
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def read(bootstrap: str, topic: str, *, from_beginning: bool = True, max_messages: int | None = None,
+         idle_timeout: float | None = None, partitions: int | None = None,
+         deadline: float | None = None) -> Iterator[Message]:
+    """Read a topic by partition assignment (no consumer group, no commits).
+
+    Stops after ``max_messages``, after ``idle_timeout`` seconds without a message, or at
+    ``deadline`` (a ``time.monotonic()`` value); otherwise follows the topic.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stream-tail", "enable.auto.commit": False,
+                         "enable.partition.eof": False, "fetch.wait.max.ms": 100})
+    try:
+        if partitions is None:
+            try:
+                md = consumer.list_topics(topic, timeout=10)
+            except KafkaException as exc:
+                raise BrokerError(f"broker did not answer a metadata request: {exc}") from exc
+            tmeta = md.topics.get(topic)
+            if tmeta is None or tmeta.error is not None or not tmeta.partitions:
+                raise BrokerError(f"topic {topic} does not exist on the broker (run `stream topics create`)")
+            partitions = len(tmeta.partitions)
+        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+        consumer.assign([TopicPartition(topic, p, start) for p in range(partitions)])
+        seen, last = 0, time.monotonic()
+        while max_messages is None or seen < max_messages:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return
+            if idle_timeout is not None and now - last >= idle_timeout:
+                return
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise BrokerError(f"reading {topic}: {msg.error()}")
+            seen += 1
+            last = time.monotonic()
+            yield Message(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
+                          msg.timestamp()[1], tuple(msg.headers() or ()))
+    finally:
+        consumer.close()

@@ -1,0 +1,278 @@
+"""The ``stream`` command: run the embedded stack, manage topics, tail topics, run workers.
+
+Every subcommand has ``--help``, says what it did, and exits non-zero with a one-line
+reason (``stream: error: ...``) on failure. Logs go to stderr as logfmt; results to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+from stream.config import Settings
+from stream.errors import StreamError
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return {"base64": base64.b64encode(value).decode()}
+    return str(value)
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, default=_json_default, separators=(",", ":")), flush=True)
+
+
+# --- stack ------------------------------------------------------------------------------
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.stack import Stack
+    overrides = {}
+    if args.broker_port is not None:
+        overrides["broker_port"] = args.broker_port
+    if args.redis_port is not None:
+        overrides["redis_port"] = args.redis_port
+    if overrides:
+        settings = settings.replace(stack=overrides)
+    procs, done = Stack(settings).up()
+    for line in done:
+        print(line)
+    print(f"broker: {procs['broker'].endpoint}")
+    print(f"redis:  {procs['redis'].endpoint}")
+    print(f"state:  {settings.stack.state_dir}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.stack import Stack
+    status = Stack(settings).status()
+    if args.json:
+        _print_json(status)
+    else:
+        for name, st in status.items():
+            detail = ", ".join(f"{k}={v}" for k, v in st.items() if k != "state")
+            print(f"{name:7s} {st['state']:12s} {detail}")
+    return 0 if all(s["state"] == "running" for s in status.values()) else 3
+
+
+def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.stack import Stack
+    done = Stack(settings).down()
+    for line in done or ["nothing was running"]:
+        print(line)
+    return 0
+
+
+# --- topics -------------------------------------------------------------------------------
+
+def _topology(settings: Settings):
+    from stream.topology import Topology
+    return Topology.load(settings.paths.topology)
+
+
+def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.adapters.kafka import ensure_topology
+    from stream.stack import endpoints
+    topology = _topology(settings)
+    bootstrap, _ = endpoints(settings)
+    results = ensure_topology(bootstrap, topology)
+    created = sum(r.created for r in results)
+    for r in results:
+        t = topology.topic(r.topic)
+        state = "created" if r.created else "exists"
+        note = f"  ({r.note})" if r.note else ""
+        print(f"{state:8s} {t.name:28s} partitions={t.partitions} cleanup={t.cleanup}{note}")
+    print(f"{created} topic(s) created, {len(results) - created} already existed, on {bootstrap}")
+    return 0
+
+
+def cmd_topics_list(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.adapters.kafka import existing_topics
+    from stream.stack import endpoints
+    topology = _topology(settings)
+    bootstrap, _ = endpoints(settings)
+    have = existing_topics(bootstrap)
+    rows = []
+    for name in sorted(set(have) | set(topology.topics)):
+        declared = topology.topics.get(name)
+        rows.append({"topic": name, "partitions": have.get(name),
+                     "declared_partitions": declared.partitions if declared else None,
+                     "schema": declared.value if declared else None,
+                     "state": "ok" if declared and name in have else
+                     ("missing" if declared else "undeclared")})
+    if args.json:
+        for row in rows:
+            _print_json(row)
+        return 0
+    for r in rows:
+        print(f"{r['topic']:32s} partitions={r['partitions'] if r['partitions'] is not None else '-':<3} "
+              f"schema={r['schema'] or '-':16s} {r['state']}")
+    return 0
+
+
+# --- tail --------------------------------------------------------------------------------
+
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.adapters.kafka import read
+    from stream.errors import SerdeError
+    from stream.serde import SchemaRegistry
+    from stream.stack import endpoints
+    topic = _topology(settings).topic(args.topic)
+    registry = SchemaRegistry(settings.paths.schemas_dir)
+    bootstrap, _ = endpoints(settings)
+    n = bad = 0
+    for msg in read(bootstrap, topic.name, from_beginning=args.from_beginning, max_messages=args.max,
+                    idle_timeout=args.idle_timeout, partitions=None):
+        n += 1
+        out: dict[str, Any] = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
+                               "key": msg.key.decode(errors="replace") if msg.key is not None else None}
+        try:
+            value = registry.decode(topic.value, msg.value or b"")
+            if isinstance(value, tuple):
+                out["type"], value = value
+            out["value"] = value
+        except SerdeError as exc:
+            bad += 1
+            out["error"] = str(exc)
+            out["raw"] = msg.value
+            print(f"stream: warning: {msg.topic}[{msg.partition}]@{msg.offset}: {exc}", file=sys.stderr)
+        _print_json(out)
+    print(f"stream: {n} record(s) read from {topic.name}, {bad} undecodable", file=sys.stderr)
+    return 0
+
+
+# --- produce -----------------------------------------------------------------------------
+
+def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.adapters.kafka import producer
+    from stream.loadgen import produce_workload
+    from stream.stack import endpoints
+    from stream.workload import Workload
+    topic = _topology(settings).topic("clicks.v1")
+    bootstrap, _ = endpoints(settings)
+    wl = Workload(seed=args.seed, users=args.users, rate=args.rate)
+    stats = produce_workload(producer(bootstrap), topic, wl, events=args.events, batch_size=args.batch_size,
+                             malformed_share=args.malformed, target_rate=args.target_rate,
+                             progress=_progress("produced"))
+    print(f"produced {stats.events} events ({stats.malformed} malformed) in {stats.messages} messages "
+          f"to {topic.name} in {stats.seconds:.1f}s ({stats.events / max(stats.seconds, 1e-9):,.0f} events/s)")
+    return 0
+
+
+def _progress(what: str) -> Callable[[int, int], None]:
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 1.0 or done == total:
+            last[0] = now
+            print(f"stream: {what} {done:,}/{total:,}", file=sys.stderr, flush=True)
+    return report
+
+
+# --- demo ------------------------------------------------------------------------------
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.demo import DemoOptions, run
+    return run(settings, DemoOptions(events=args.events, batch_size=args.batch_size, malformed=args.malformed,
+                                     keep=args.keep))
+
+
+# --- config ------------------------------------------------------------------------------
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    import dataclasses
+    _print_json(dataclasses.asdict(settings))
+    return 0
+
+
+# --- parser ------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="stream", description=(
+        "Streaming ML service for clickstream recommendations. Settings come from defaults, "
+        "a YAML file (--config or STREAM_CONFIG) and STREAM_<SECTION>_<FIELD> variables."))
+    p.add_argument("--config", help="YAML settings file (sections: kafka, redis, stack, ...)")
+    p.add_argument("--log-level", default=None, help="debug, info, warning (default: faust.log_level)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, handler: Handler, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=description or help)
+        sp.set_defaults(handler=handler)
+        return sp
+
+    sp = add("up", cmd_up, "start the embedded broker (Tansu) and Redis (Valkey) on loopback",
+             "Start the embedded stack if it is not running (running it twice is harmless), wait until "
+             "both answer, and print the endpoints. Ports default to free ones.")
+    sp.add_argument("--broker-port", type=int, help="broker port (default: stack.broker_port, 0 = free port)")
+    sp.add_argument("--redis-port", type=int, help="Redis port (default: stack.redis_port, 0 = free port)")
+    sp = add("status", cmd_status, "show what the embedded stack runs (exit 3 if not all running)")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    add("down", cmd_down, "stop exactly the processes `stream up` started, by PID")
+
+    topics = sub.add_parser("topics", help="create or list the topics declared in the topology",
+                            description="Create or list the topics declared in topologies/*.yaml.")
+    tsub = topics.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
+    sp = tsub.add_parser("create", help="create every declared topic (idempotent)",
+                         description="Create every topic declared in the topology; existing ones are kept.")
+    sp.set_defaults(handler=cmd_topics_create)
+    sp = tsub.add_parser("list", help="list topics on the broker with partition counts",
+                         description="List declared and existing topics with their partition counts.")
+    sp.add_argument("--json", action="store_true", help="one JSON object per topic")
+    sp.set_defaults(handler=cmd_topics_list)
+
+    sp = add("tail", cmd_tail, "decode a declared topic with its schema, one JSON line per record")
+    sp.add_argument("topic", help="a topic declared in the topology, e.g. clicks.v1")
+    sp.add_argument("--from-beginning", action="store_true", help="start at the earliest offset (default: new records)")
+    sp.add_argument("--max", type=int, default=None, help="stop after N records")
+    sp.add_argument("--idle-timeout", type=float, default=None,
+                    help="stop after this many seconds without a record (default: follow)")
+
+    sp = add("produce", cmd_produce, "produce a synthetic clickstream to clicks.v1")
+    sp.add_argument("--events", type=int, default=10_000, help="how many events (default 10000)")
+    sp.add_argument("--batch-size", type=int, default=0,
+                    help="events per ClickBatch message (0 = one ClickEvent per message)")
+    sp.add_argument("--users", type=int, default=1000)
+    sp.add_argument("--malformed", type=float, default=0.0, help="share of malformed records (0..1)")
+    sp.add_argument("--rate", type=float, default=1000.0, help="event-time rate (events per simulated second)")
+    sp.add_argument("--target-rate", type=float, default=0.0, help="wall-clock events/s limit (0 = as fast as possible)")
+    sp.add_argument("--seed", type=int, default=0)
+
+    sp = add("demo", cmd_demo, "the main job: bring up the embedded stack, run a synthetic stream through it",
+             "Start the embedded stack (unless running), create the topics, run a synthetic clickstream "
+             "through the pipeline and print a summary. Stops the stack it started unless --keep.")
+    sp.add_argument("--events", type=int, default=20_000)
+    sp.add_argument("--batch-size", type=int, default=100, help="events per ClickBatch (0 = single events)")
+    sp.add_argument("--malformed", type=float, default=0.01, help="share of malformed records")
+    sp.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
+
+    add("config", cmd_config, "print the effective settings as JSON")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+    from stream import log
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `stream tail ... | head` ends quietly
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.load(args.config)
+        log.configure(args.log_level or settings.faust.log_level)
+        return args.handler(args, settings)
+    except StreamError as exc:
+        print(f"stream: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stream: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

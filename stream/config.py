@@ -1,0 +1,225 @@
+"""One settings object, built once (defaults < file < environment) and passed down.
+
+Environment variables use the prefix ``STREAM_`` followed by the section and the
+field, upper-cased: ``STREAM_KAFKA_BOOTSTRAP_SERVERS``, ``STREAM_INGEST_MAX_SKEW_S``.
+Lists are comma-separated. ``STREAM_CONFIG`` names a YAML settings file whose
+top-level keys are the sections below. An unknown section, field or ``STREAM_``
+variable is an error, so a typo never goes unnoticed.
+
+>>> s = Settings.load(env={"STREAM_INGEST_MAX_SKEW_S": "60"})
+>>> s.ingest.max_skew_s
+60.0
+>>> Settings.load(env={"STREAM_INGEST_NOPE": "1"})
+Traceback (most recent call last):
+...
+stream.errors.ConfigError: unknown setting STREAM_INGEST_NOPE (section 'ingest' has no field 'nope')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from stream.errors import ConfigError
+
+ENV_PREFIX = "STREAM_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "stream")
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    #: bootstrap servers; empty means "the embedded stack recorded in stack.state_dir"
+    bootstrap_servers: str = ""
+    client_id: str = "stream"
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    #: redis:// URL; empty means "the embedded stack recorded in stack.state_dir"
+    url: str = ""
+    key_prefix: str = "stream:"
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    state_dir: str = field(default_factory=_default_state_dir)
+    host: str = "127.0.0.1"
+    #: 0 picks a free port at `stream up`
+    broker_port: int = 0
+    redis_port: int = 0
+    start_timeout_s: float = 20.0
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    schemas_dir: str = str(PROJECT_ROOT / "schemas")
+    topology: str = str(PROJECT_ROOT / "topologies" / "clickstream.yaml")
+
+
+@dataclass(frozen=True)
+class FaustSettings:
+    app_id: str = "stream"
+    #: Tansu holds each group join for half the session timeout: keep it short.
+    broker_session_timeout_s: float = 6.0
+    broker_heartbeat_interval_s: float = 1.0
+    processing_guarantee: str = "at_least_once"
+    producer_linger_ms: float = 5.0
+    broker_commit_every: int = 10_000
+    broker_commit_interval_s: float = 1.0
+    data_dir: str = ""
+    web_port: int = 6066
+    web_enabled: bool = True
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    event_types: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase", "search", "recommend_request")
+    #: events more than this far from now (either side) are rejected
+    max_skew_s: float = 7 * 24 * 3600.0
+    max_future_s: float = 300.0
+    dedupe_window_s: float = 600.0
+    dedupe_capacity: int = 200_000
+    #: non-empty: user ids are replaced by a keyed hash (HMAC-SHA256) of this key
+    pseudonymise_key: str = ""
+    max_price: float = 1_000_000.0
+    max_dwell_ms: int = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    affinity_half_life_s: float = 7 * 24 * 3600.0
+    session_gap_s: float = 30 * 60.0
+    last_items: int = 10
+    max_categories: int = 32
+    #: a user's profile is emitted to profiles.v1 at most once per this interval
+    emit_interval_s: float = 1.0
+    redis_batch: int = 500
+    redis_flush_interval_s: float = 0.2
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    interval_s: float = 5.0
+    worker_id: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    stack: StackSettings = field(default_factory=StackSettings)
+    paths: PathSettings = field(default_factory=PathSettings)
+    faust: FaustSettings = field(default_factory=FaustSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    profile: ProfileSettings = field(default_factory=ProfileSettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None,
+             env: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from defaults, then a YAML file, then ``STREAM_*`` variables."""
+        env = os.environ if env is None else env
+        overrides: dict[str, dict[str, Any]] = {}
+        path = path or env.get(ENV_PREFIX + "CONFIG")
+        if path:
+            overrides = _read_file(Path(path))
+        for name, raw in env.items():
+            if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+                continue
+            section, fname = _split_env_name(name)
+            overrides.setdefault(section, {})[fname] = raw
+        return _build(cls, overrides)
+
+    def replace(self, **sections: dict[str, Any]) -> "Settings":
+        """A copy with some fields of some sections changed (values are coerced)."""
+        changed = {}
+        for sname, values in sections.items():
+            current = getattr(self, sname)
+            changed[sname] = dataclasses.replace(current, **{
+                k: _coerce(v, _field_types(type(current))[k], f"{sname}.{k}") for k, v in values.items()})
+        return dataclasses.replace(self, **changed)
+
+
+def _sections() -> dict[str, type]:
+    return {f.name: typing.get_type_hints(Settings)[f.name] for f in dataclasses.fields(Settings)}
+
+
+def _field_types(section_cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(section_cls)
+
+
+def _split_env_name(name: str) -> tuple[str, str]:
+    rest = name[len(ENV_PREFIX):].lower()
+    for section in sorted(_sections(), key=len, reverse=True):
+        if rest.startswith(section + "_"):
+            fname = rest[len(section) + 1:]
+            if fname not in _field_types(_sections()[section]):
+                raise ConfigError(f"unknown setting {name} (section {section!r} has no field {fname!r})")
+            return section, fname
+    raise ConfigError(f"unknown setting {name} (sections: {', '.join(sorted(_sections()))})")
+
+
+def _read_file(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read settings file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"settings file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ConfigError(f"settings file {path} must map section names to mappings of fields")
+    return data
+
+
+def _build(cls: type[Settings], overrides: dict[str, dict[str, Any]]) -> Settings:
+    sections = _sections()
+    unknown = set(overrides) - set(sections)
+    if unknown:
+        raise ConfigError(f"unknown settings section(s): {', '.join(sorted(unknown))}")
+    built = {}
+    for sname, scls in sections.items():
+        types = _field_types(scls)
+        values = overrides.get(sname, {})
+        for fname in values:
+            if fname not in types:
+                raise ConfigError(f"unknown setting {sname}.{fname}")
+        built[sname] = scls(**{k: _coerce(v, types[k], f"{sname}.{k}") for k, v in values.items()})
+    return cls(**built)
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    origin = typing.get_origin(typ)
+    try:
+        if origin is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"not a boolean: {value!r}")
+        if typ in (int, float):
+            if isinstance(value, bool):
+                raise ValueError(f"not a number: {value!r}")
+            return typ(value)
+        if typ is str:
+            return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {where}: {exc}") from exc
+    raise ConfigError(f"setting {where}: unsupported type {typ!r}")
