@@ -176,6 +176,30 @@ def _progress(what: str) -> Callable[[int, int], None]:
     return report
 
 
+# --- worker and profiles ----------------------------------------------------------------
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.stack import with_endpoints
+    settings = with_endpoints(settings)
+    if args.web_port is not None:
+        settings = settings.replace(faust={"web_port": args.web_port})
+    from stream.app.worker import run  # imports Faust: only for this command
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    return run(settings, stages, args.worker_id)
+
+
+def cmd_profile(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.adapters.redis_store import read_profile
+    from stream.stack import endpoints
+    _, redis_url = endpoints(settings)
+    profile = read_profile(redis_url, args.user_id, settings.redis.key_prefix)
+    if profile is None:
+        print(f"stream: error: no profile for user {args.user_id!r} in Redis ({redis_url})", file=sys.stderr)
+        return 1
+    _print_json(profile)
+    return 0
+
+
 # --- demo ------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -243,6 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--rate", type=float, default=1000.0, help="event-time rate (events per simulated second)")
     sp.add_argument("--target-rate", type=float, default=0.0, help="wall-clock events/s limit (0 = as fast as possible)")
     sp.add_argument("--seed", type=int, default=0)
+
+    sp = add("worker", cmd_worker, "run stages in a Faust worker until stopped (SIGTERM/SIGINT)",
+             "Run the chosen stages in one Faust worker process. Several workers share the partitions "
+             "through the consumer group. Prometheus metrics are served on the web port at /metrics.")
+    sp.add_argument("--stages", default="ingest,profile", help="comma-separated stages (default: ingest,profile)")
+    sp.add_argument("--web-port", type=int, default=None, help="HTTP port for /metrics (default: faust.web_port)")
+    sp.add_argument("--worker-id", default=None, help="name in monitoring records (default: host-pid)")
+
+    sp = add("profile", cmd_profile, "print one user's profile from Redis as JSON")
+    sp.add_argument("user_id")
 
     sp = add("demo", cmd_demo, "the main job: bring up the embedded stack, run a synthetic stream through it",
              "Start the embedded stack (unless running), create the topics, run a synthetic clickstream "

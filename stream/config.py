@@ -90,7 +90,8 @@ class IngestSettings:
     max_skew_s: float = 7 * 24 * 3600.0
     max_future_s: float = 300.0
     dedupe_window_s: float = 600.0
-    dedupe_capacity: int = 200_000
+    #: how many recent event ids per user are remembered for dedupe
+    dedupe_ids: int = 32
     #: non-empty: user ids are replaced by a keyed hash (HMAC-SHA256) of this key
     pseudonymise_key: str = ""
     max_price: float = 1_000_000.0

@@ -75,6 +75,13 @@ class UserProfile:
 
 
 @dataclass(slots=True)
+class UserState:
+    profile: UserProfile
+    seen_ids: list[int]
+    seen_ts: list[int]
+
+
+@dataclass(slots=True)
 class ScoredItem:
     item_id: str
     score: float
@@ -190,7 +197,7 @@ class ControlCommand:
 
 #: schema name -> class, for every record schema
 RECORD_CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
-    ClickEvent, ClickBatch, DeadLetter, UserProfile, ScoredItem, Recommendation, Feedback,
+    ClickEvent, ClickBatch, DeadLetter, UserProfile, UserState, ScoredItem, Recommendation, Feedback,
     ModelRelease, DriftReport, StageMetrics, Alert, ControlCommand)}
 
 
@@ -203,6 +210,8 @@ def from_dict(cls: type, data: dict) -> Any:
     """Build ``cls`` from a decoded dict, building nested record classes too."""
     if cls is ClickBatch:
         return ClickBatch(**{**data, "events": [ClickEvent(**e) for e in data["events"]]})
+    if cls is UserState:
+        return UserState(**{**data, "profile": UserProfile(**data["profile"])})
     if cls is Recommendation:
         return Recommendation(**{**data, "items": [ScoredItem(**i) for i in data["items"]]})
     return cls(**data)

@@ -27,6 +27,7 @@ REALISTIC = {
                     "affinity_at": 1_700_000_100_000, "sessions": 2, "session_start": 1_700_000_090_000,
                     "session_events": 4, "session_total_ms": 60_000, "last_items": ["i3", "i9"], "spend": 12.5,
                     "source_partition": 1, "source_offset": 99, "source_index": 7},
+    "UserState": None,  # filled below from the UserProfile example
     "Recommendation": {"rec_id": "r1", "user_id": "u1", "request_event_id": "e1", "created": 1_700_000_000_000,
                        "model_name": "reco", "model_version": 3, "variant": "champion",
                        "items": [{"item_id": "i1", "score": 0.8, "category": "c01", "source": "popular"},
@@ -54,6 +55,8 @@ REALISTIC = {
     "ControlCommand": {"command_id": "c1", "model_name": "reco", "action": "CANARY", "version": 5,
                        "args": {"steps": "5,10,25,50,100"}, "issued_at": 1_700_000_000_000, "issued_by": "ops"},
 }
+REALISTIC["UserState"] = {"profile": REALISTIC["UserProfile"], "seen_ids": [-5, 2 ** 62, 17],
+                          "seen_ts": [1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_002]}
 
 
 def test_every_schema_has_a_realistic_example():

@@ -1,0 +1,30 @@
+"""Dead letters to ``clicks.dlq.v1``: the raw bytes, the reason, and where they came from."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from stream.adapters.output import Output
+from stream.log import event
+from stream.runner import RawMessage
+from stream.serde import SchemaRegistry
+
+log = logging.getLogger("stream.dlq")
+
+
+class KafkaDeadLetters:
+    def __init__(self, out: Output, registry: SchemaRegistry, topic: str = "clicks.dlq.v1") -> None:
+        self.out, self.registry, self.topic = out, registry, topic
+        self.sent = 0
+
+    def send(self, stage: str, exc: BaseException, reason: str, msg: RawMessage, raw: bytes,
+             batch_index: int | None) -> None:
+        record = {"stage": stage, "error_class": type(exc).__name__, "reason": reason, "message": str(exc)[:2000],
+                  "source_topic": msg.topic, "source_partition": msg.partition, "source_offset": msg.offset,
+                  "batch_index": batch_index, "key": msg.key, "raw": raw, "failed_at": int(time.time() * 1000)}
+        self.out.produce(self.topic, self.registry.encode("DeadLetter", record), key=msg.key)
+        self.sent += 1
+        if self.sent <= 20 or self.sent % 1000 == 0:  # greppable, but never a flood
+            event(log, "dead_letter", logging.WARNING, stage=stage, reason=reason, topic=msg.topic,
+                  partition=msg.partition, offset=msg.offset, index=batch_index, total=self.sent)

@@ -1,0 +1,71 @@
+"""A fast output port: one confluent-kafka producer per worker for every stage output.
+
+Faust's own send path costs ~170 µs per message here (measured); librdkafka's
+``produce`` costs a few µs. Outputs are at-least-once: the worker flushes this port
+before Faust commits the input offsets, so nothing acknowledged is ever lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Mapping
+
+from confluent_kafka import KafkaError, Producer
+
+from stream.errors import BrokerError
+from stream.log import event
+
+log = logging.getLogger("stream.output")
+
+
+class Output:
+    """``produce()`` never blocks for long; ``flush()`` waits for every delivery or raises."""
+
+    def __init__(self, bootstrap: str, *, linger_ms: float = 5.0, client_id: str = "stream") -> None:
+        self._producer = Producer({
+            "bootstrap.servers": bootstrap, "client.id": client_id, "linger.ms": linger_ms,
+            "batch.num.messages": 10_000, "queue.buffering.max.messages": 2_000_000,
+            "queue.buffering.max.kbytes": 1_048_576, "enable.idempotence": False, "acks": "all",
+            "error_cb": self._on_error})
+        self.failed = 0
+        self.sent = 0
+        self._last_error: str | None = None
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._last_error = str(err)
+        event(log, "producer_error", logging.WARNING, error=str(err))
+
+    def _on_delivery(self, err: KafkaError | None, msg: object) -> None:
+        if err is not None:
+            self.failed += 1
+            self._last_error = str(err)
+
+    def produce(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None,
+                headers: Mapping[str, bytes] | None = None) -> None:
+        kwargs = {"partition": partition} if partition is not None else {}
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, headers=dict(headers) if headers else None,
+                                       on_delivery=self._on_delivery, **kwargs)
+                break
+            except BufferError:  # local queue full: let deliveries drain
+                self._producer.poll(0.05)
+        self.sent += 1
+        if self.sent & 0x3FF == 0:
+            self._producer.poll(0)
+
+    def poll(self) -> None:
+        self._producer.poll(0)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every produced message is acknowledged; raise BrokerError otherwise."""
+        left = self._producer.flush(timeout)
+        if left:
+            raise BrokerError(f"{left} output message(s) not delivered within {timeout:.0f}s")
+        if self.failed:
+            failed, self.failed = self.failed, 0
+            raise BrokerError(f"{failed} output message(s) failed: {self._last_error}")
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._producer.flush(timeout)

@@ -1,0 +1,287 @@
+"""A Faust worker running the fused ingest+profile stages on ``clicks.v1``.
+
+The agent hands each raw message to the shared :class:`~stream.runner.StageRunner`;
+state lives in a changelog-backed Faust table (``users``), written once per changed
+user per commit through the fast output port; the port is flushed before Faust commits
+input offsets (a sensor on commit), so state and outputs are never behind the committed
+input. Redis is written behind, in pipelined batches, by an async task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from stream.adapters.dlq import KafkaDeadLetters
+from stream.adapters.output import Output
+from stream.adapters.redis_store import ProfileWriter
+from stream.config import Settings
+from stream.core.ingest import IngestConfig
+from stream.core.profile import ProfileConfig
+from stream.errors import StoreError, StreamError
+from stream.log import LogfmtFormatter, event
+from stream.monitor import StageStats, registry_for
+from stream.runner import FatalStageError, RawMessage, StageRunner
+from stream.serde import SchemaRegistry
+from stream.stages.ingest import IngestStage
+from stream.stages.profile import ProfileStage
+from stream.topology import Topology
+from stream.users import UserStates
+
+log = logging.getLogger("stream.worker")
+STAGES = ("ingest", "profile")
+EXIT_FATAL = 70
+
+
+def die(reason: str) -> None:
+    """Stop the worker now with a non-zero exit and one clear log line (offsets stay uncommitted)."""
+    event(log, "worker_fatal", logging.CRITICAL, reason=reason, exit_code=EXIT_FATAL)
+    for h in logging.getLogger().handlers:
+        h.flush()
+    os._exit(EXIT_FATAL)
+
+
+class TableStore:
+    """The :class:`~stream.users.TablePort` over a Faust table: its store, plus its changelog topic."""
+
+    def __init__(self, table: faust.Table, out: Output) -> None:
+        self.table, self.out = table, out
+        self.changelog = table.changelog_topic.get_topic_name()
+
+    def get(self, user_id: str) -> bytes | None:
+        return self.table.data.get(user_id.encode())
+
+    def put(self, user_id: str, value: bytes, partition: int) -> None:
+        key = user_id.encode()
+        self.table.data[key] = value
+        self.out.produce(self.changelog, value, key=key, partition=partition)
+
+
+@dataclass
+class Worker:
+    settings: Settings
+    worker_id: str
+    app: faust.App
+    out: Output
+    users: UserStates
+    runner: StageRunner
+    stats: list[StageStats]
+    monitor_topics: dict[str, str]
+    registry: SchemaRegistry
+    assigned: set[int] = field(default_factory=set)
+    resync: bool = False
+
+    def commit_flush(self) -> None:
+        """Before Faust commits offsets: table + changelog, profiles.v1, then wait for delivery."""
+        t0 = time.perf_counter()
+        n = self.users.flush_table()
+        emitted = 0
+        for partition, profile in self.users.take_for_topic():
+            self.out.produce("profiles.v1", self.registry.encode("UserProfile", profile),
+                             key=profile["user_id"].encode(), partition=partition)
+            emitted += 1
+        self.out.flush(timeout=30.0)
+        profile_stats = self.stats[-1]
+        profile_stats.add_output("profiles_emitted", emitted)
+        profile_stats.add_output("table_writes", n)
+        profile_stats.add_output("commit_flush_ms", (time.perf_counter() - t0) * 1000)
+
+    def emit_monitor(self) -> None:
+        for s in self.stats:
+            record = s.snapshot(self.worker_id)
+            self.out.produce(self.monitor_topics[s.stage], self.registry.encode("StageMetrics", record),
+                             key=f"{s.stage}/{self.worker_id}".encode())
+        self.out.poll()
+
+
+class CommitFlush(faust.Sensor):
+    def __init__(self, worker: Worker) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def on_commit_initiated(self, consumer: object) -> None:
+        try:
+            self.worker.commit_flush()
+        except StreamError as exc:
+            die(f"flush before commit failed: {exc}")
+
+
+def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str | None = None) -> Worker:
+    """Build the Faust app and wire the stages (nothing runs until the worker starts)."""
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise StreamError(f"unknown stage(s) {', '.join(sorted(unknown))}; this worker runs: {', '.join(STAGES)}")
+    if set(stages) != set(STAGES):
+        raise StreamError("ingest and profile run fused in one agent (no repartition hop): use --stages ingest,profile")
+    topology = Topology.load(settings.paths.topology)
+    registry = SchemaRegistry(settings.paths.schemas_dir)
+    clicks = topology.topic("clicks.v1")
+    table_decl = topology.stage("profile").tables[0]
+    f = settings.faust
+    worker_id = worker_id or settings.monitor.worker_id or f"{os.uname().nodename}-{os.getpid()}"
+    datadir = f.data_dir or os.path.join(settings.stack.state_dir, "faust", worker_id)
+    os.makedirs(datadir, exist_ok=True)
+    app = faust.App(
+        f.app_id, broker=f"kafka://{settings.kafka.bootstrap_servers}", store="memory://",
+        processing_guarantee=f.processing_guarantee, broker_session_timeout=f.broker_session_timeout_s,
+        broker_heartbeat_interval=f.broker_heartbeat_interval_s, producer_linger=f.producer_linger_ms / 1000,
+        broker_commit_every=f.broker_commit_every, broker_commit_interval=f.broker_commit_interval_s,
+        web_enabled=f.web_enabled, web_port=f.web_port, web_bind="0.0.0.0", datadir=datadir,
+        topic_partitions=clicks.partitions, key_serializer="raw", value_serializer="raw",
+        table_cleanup_interval=3600.0, stream_wait_empty=False, worker_redirect_stdouts=False)
+    source = app.topic(clicks.name, partitions=clicks.partitions, key_serializer="raw", value_serializer="raw")
+    table = app.Table(table_decl.name, partitions=table_decl.partitions, key_type=bytes, value_type=bytes)
+    out = Output(settings.kafka.bootstrap_servers, linger_ms=f.producer_linger_ms, client_id=f"stream-{worker_id}")
+    users = UserStates(TableStore(table, out), registry)
+    i, p = settings.ingest, settings.profile
+    ingest_cfg = IngestConfig(i.event_types, i.max_skew_s, i.max_future_s, i.dedupe_window_s, i.dedupe_ids,
+                              i.max_price, i.max_dwell_ms, i.pseudonymise_key)
+    profile_cfg = ProfileConfig(p.affinity_half_life_s, p.session_gap_s, p.last_items, p.max_categories)
+    handlers = [IngestStage(ingest_cfg, users, out, registry, clicks.name, clicks.partitions),
+                ProfileStage(profile_cfg, users)]
+    runner = StageRunner(handlers, KafkaDeadLetters(out, registry), registry)
+    w = Worker(settings, worker_id, app, out, users, runner, [h.stats for h in handlers],
+               {s: topology.stage(s).monitor for s in STAGES}, registry)
+    _wire(w, source, table)
+    return w
+
+
+def _wire(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
+    app, settings = w.app, w.settings
+    app.sensors.add(CommitFlush(w))
+    prom = registry_for(w.stats)
+
+    @app.agent(source, name="clicks")
+    async def clicks(stream: faust.StreamT) -> None:
+        process = w.runner.process
+        async for ev in stream.events():
+            m = ev.message
+            headers = dict(m.headers) if m.headers else {}
+            try:
+                process(RawMessage(m.topic, m.partition, m.offset, m.key, m.value, headers,
+                                   int((m.timestamp or 0) * 1000)))
+            except FatalStageError as exc:
+                die(str(exc))
+            except Exception as exc:  # the runner classifies; anything escaping it is a bug
+                die(f"unexpected {type(exc).__name__} in the clicks agent: {exc}")
+
+    @app.timer(settings.monitor.interval_s)
+    async def monitor() -> None:
+        _update_consumer_lag(w)
+        w.emit_monitor()
+
+    @app.task
+    async def redis_writer() -> None:
+        writer = ProfileWriter(settings.redis.url, settings.redis.key_prefix)
+        interval = settings.profile.redis_flush_interval_s
+        stats = w.stats[-1]
+        try:
+            while not app.should_stop:
+                await asyncio.sleep(interval)
+                if w.resync and not app.tables.recovery.in_recovery:
+                    _mark_all_changed(w, table)
+                batch = w.users.take_for_redis()
+                for start in range(0, len(batch), settings.profile.redis_batch):
+                    chunk = batch[start:start + settings.profile.redis_batch]
+                    written, seconds = await _write_with_retry(writer, chunk)
+                    stats.add_output("redis_writes", written)
+                    stats.add_output("redis_write_ms_max",
+                                     max(stats.outputs.get("redis_write_ms_max", 0.0), seconds * 1000))
+        finally:
+            await writer.close()
+
+    @app.page("/metrics")
+    async def metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+        # aiohttp wants the charset out of content_type; the exposition is UTF-8 text anyway
+        return web.bytes(generate_latest(prom), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app: faust.App, assigned: set, **kwargs: object) -> None:
+        w.assigned = {tp.partition for tp in assigned if tp.topic == source.get_topic_name()}
+        w.users.forget_partitions(lambda p: p in w.assigned)
+        w.resync = True  # after recovery, make Redis current for every user we now own
+        event(log, "partitions_assigned", worker=w.worker_id, partitions=sorted(w.assigned))
+
+
+def _mark_all_changed(w: Worker, table: faust.Table) -> None:
+    """Queue every owned user's profile for Redis (version-checked, so cheap when current)."""
+    w.resync = False
+    n = 0
+    for key, raw in list(table.data.items()):
+        user = key.decode() if isinstance(key, bytes) else key
+        st = w.users.get(user, -1)
+        if st.profile is not None and st.profile["source_partition"] in w.assigned:
+            st.partition = st.profile["source_partition"]
+            w.users.dirty_redis.add(user)
+            n += 1
+    event(log, "redis_resync", worker=w.worker_id, profiles=n)
+
+
+async def _write_with_retry(writer: ProfileWriter, chunk: list[dict], attempts: int = 5) -> tuple[int, float]:
+    for attempt in range(1, attempts + 1):
+        try:
+            return await writer.write(chunk)
+        except StoreError as exc:
+            if attempt == attempts:
+                die(f"Redis unavailable after {attempts} attempts: {exc}")
+            event(log, "redis_retry", logging.WARNING, attempt=attempt, error=str(exc))
+            await asyncio.sleep(0.2 * 2 ** attempt)
+    return 0, 0.0
+
+
+def _update_consumer_lag(w: Worker) -> None:
+    """Lag from the consumer's highwater marks (Tansu reports them low: a lower bound, clamped at 0)."""
+    try:
+        consumer = w.app.consumer
+        lag = 0
+        for tp in consumer.assignment():
+            if tp.topic != "clicks.v1":
+                continue
+            hw = consumer.highwater(tp)
+            pos = consumer._read_offset.get(tp)  # last offset read by the agent
+            if hw is not None and pos is not None:
+                lag += max(0, hw - (pos + 1))
+        for s in w.stats:
+            s.gauges["consumer_lag"] = lag
+    except Exception as exc:  # lag is best effort; never let it stop the monitor
+        event(log, "lag_unavailable", logging.DEBUG, error=str(exc))
+
+
+def logging_config(level: str) -> dict:
+    return {"version": 1, "disable_existing_loggers": False,
+            "formatters": {"logfmt": {"()": LogfmtFormatter}},
+            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "logfmt", "stream": "ext://sys.stderr"}},
+            "root": {"level": level.upper(), "handlers": ["stderr"]},
+            "loggers": {name: {"level": "WARNING"} for name in ("aiokafka", "faust", "mode", "kafka")}}
+
+
+def run(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str | None = None) -> int:
+    """Run the worker until it is stopped (SIGTERM/SIGINT); returns the exit code."""
+    w = build(settings, stages, worker_id)
+    event(log, "worker_starting", worker=w.worker_id, stages=",".join(stages),
+          broker=settings.kafka.bootstrap_servers, web_port=settings.faust.web_port)
+    worker = faust.Worker(w.app, loglevel=settings.faust.log_level.upper(), quiet=True,
+                          logging_config=logging_config(settings.faust.log_level), redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        w.out.close()
+    return 0
+
+
+def new_worker_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run(Settings.load()))

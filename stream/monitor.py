@@ -1,0 +1,138 @@
+"""Per-stage monitoring: one set of figures feeds both ``monitor.<stage>.v1`` and Prometheus.
+
+A :class:`StageStats` counts outcomes and keeps fixed-size latency histograms.
+``snapshot()`` turns the figures since the last snapshot into a StageMetrics record;
+:class:`PrometheusCollector` exposes the cumulative figures on a registry passed in
+(labels: stage and outcome only, never user or item ids).
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from typing import Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from stream.core.stats import LogHistogram
+
+OUTCOMES = ("in", "out", "rejected", "duplicate", "replay", "error", "forwarded")
+#: every 4th bucket of the in-process histograms is exported (4 per decade, 1 µs .. 10 ks)
+EXPORT_EVERY = 4
+
+
+def rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize()
+    except OSError:
+        return 0
+
+
+class StageStats:
+    """Counters and histograms of one stage in one worker."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.totals = dict.fromkeys(OUTCOMES, 0)
+        self.window = dict.fromkeys(OUTCOMES, 0)
+        self.messages = 0
+        self.messages_total = 0
+        self.processing = LogHistogram()        # seconds per Kafka message, this window
+        self.processing_total = LogHistogram()  # cumulative, for Prometheus
+        self.lag = LogHistogram()               # seconds from event time to processed, this window
+        self.lag_total = LogHistogram()
+        self.inputs: dict[str, float] = {}
+        self.outputs: dict[str, float] = {}
+        self.gauges: dict[str, float] = {}      # e.g. consumer_lag
+        self._since = time.time()
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        self.window[outcome] += n
+        self.totals[outcome] += n
+
+    def message(self, seconds: float) -> None:
+        self.messages += 1
+        self.messages_total += 1
+        self.processing.update(seconds)
+        self.processing_total.update(seconds)
+
+    def event_lag(self, seconds: float) -> None:
+        self.lag.update(seconds)
+        self.lag_total.update(seconds)
+
+    def add_input(self, name: str, n: float = 1.0) -> None:
+        self.inputs[name] = self.inputs.get(name, 0.0) + n
+
+    def add_output(self, name: str, n: float = 1.0) -> None:
+        self.outputs[name] = self.outputs.get(name, 0.0) + n
+
+    def snapshot(self, worker: str, now: float | None = None) -> dict:
+        """The StageMetrics record for the window since the last snapshot; starts a new window."""
+        now = time.time() if now is None else now
+        w = self.window
+        ms = {k: v * 1000 for k, v in self.processing.get().items() if k != "mean"}
+        lag = {k: v * 1000 for k, v in self.lag.get().items() if k != "mean"}
+        record = {
+            "stage": self.stage, "worker": worker, "emitted_at": int(now * 1000),
+            "interval_s": round(now - self._since, 3),
+            "events_in": w["in"], "events_out": w["out"], "rejected": w["rejected"],
+            "duplicates": w["duplicate"], "replays": w["replay"], "errors": w["error"],
+            "messages": self.messages,
+            "batch_size_mean": (w["in"] / self.messages) if self.messages else 0.0,
+            "processing_ms": ms, "event_lag_ms": lag,
+            "consumer_lag": int(self.gauges.get("consumer_lag", -1)),
+            "rss_bytes": rss_bytes(),
+            "inputs": dict(self.inputs), "outputs": {**self.outputs, "forwarded": float(w["forwarded"])},
+        }
+        self.window = dict.fromkeys(OUTCOMES, 0)
+        self.messages = 0
+        self.processing.reset()
+        self.lag.reset()
+        self.inputs, self.outputs = {}, {}
+        self._since = now
+        return record
+
+
+class PrometheusCollector(Collector):
+    """Exposes the cumulative figures of some StageStats (register on a registry passed in)."""
+
+    def __init__(self, stats: Iterable[StageStats]) -> None:
+        self.stats = list(stats)
+
+    def collect(self):
+        events = CounterMetricFamily("stream_events", "Events by stage and outcome", labels=["stage", "outcome"])
+        msgs = CounterMetricFamily("stream_messages", "Kafka messages consumed by stage", labels=["stage"])
+        proc = HistogramMetricFamily("stream_processing_seconds", "Processing time per Kafka message",
+                                     labels=["stage"])
+        lag = HistogramMetricFamily("stream_event_lag_seconds", "Event time to processed", labels=["stage"])
+        clag = GaugeMetricFamily("stream_consumer_lag", "Messages behind the log end (-1 unknown)",
+                                 labels=["stage"])
+        rss = GaugeMetricFamily("stream_rss_bytes", "Resident memory of the worker", labels=["stage"])
+        mem = rss_bytes()
+        for s in self.stats:
+            for outcome, n in s.totals.items():
+                events.add_metric([s.stage, outcome], n)
+            msgs.add_metric([s.stage], s.messages_total)
+            for fam, h in ((proc, s.processing_total), (lag, s.lag_total)):
+                fam.add_metric([s.stage], _export_buckets(h), sum_value=h.total)
+            clag.add_metric([s.stage], s.gauges.get("consumer_lag", -1))
+            rss.add_metric([s.stage], mem)
+        yield from (events, msgs, proc, lag, clag, rss)
+
+
+def _export_buckets(h: LogHistogram) -> list[tuple[str, float]]:
+    cum = h.buckets()
+    out = []
+    for i, (bound, count) in enumerate(cum):
+        if math.isinf(bound) or i % EXPORT_EVERY == 0:
+            out.append(("+Inf" if math.isinf(bound) else f"{bound:.6g}", count))
+    return out
+
+
+def registry_for(stats: Iterable[StageStats]) -> CollectorRegistry:
+    reg = CollectorRegistry()
+    reg.register(PrometheusCollector(stats))
+    return reg
