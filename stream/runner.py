@@ -88,17 +88,19 @@ class StageRunner:
         partition, offset = msg.partition, msg.offset
         for i, ev in enumerate(events):
             pos = Position(partition, offset, i)
+            failed = False
             for h in self.handlers:
                 try:
                     ev = h.handle(ev, pos, msg)
                 except ValidationError as exc:
                     h.stats.count("rejected")
                     self._dead(h.stats.stage, exc, exc.reason, msg, ev, i if batched else None)
-                    break
+                    break  # a rejected record is the stage working as designed: not a fault
                 except (BrokerError, StoreError) as exc:
                     raise FatalStageError(f"stage {h.stats.stage}: infrastructure fault: {exc}") from exc
                 except Exception as exc:  # a bug or an unforeseen input: keep the record, count, go on
                     h.stats.count("error")
+                    failed = True
                     self.errors_in_a_row += 1
                     event(log, "stage_error", logging.ERROR, stage=h.stats.stage, topic=msg.topic,
                           partition=partition, offset=offset, index=i, error=f"{type(exc).__name__}: {exc}")
@@ -107,10 +109,10 @@ class StageRunner:
                         raise FatalStageError(f"stage {h.stats.stage}: {self.errors_in_a_row} errors in a row, "
                                               f"last: {type(exc).__name__}: {exc}") from exc
                     break
-                else:
-                    self.errors_in_a_row = 0
                 if ev is None:
                     break
+            if not failed:
+                self.errors_in_a_row = 0
         elapsed = time.perf_counter() - t0
         for h in self.handlers:
             h.stats.message(elapsed)

@@ -137,8 +137,9 @@ class Workload:
 
     def malformed(self, kind: str) -> dict | bytes:
         """A malformed record of ``kind`` (see MALFORMED_REASONS): an event dict, or raw bytes."""
-        if kind == "garbage":
-            return bytes(self._rng.getrandbits(8) for _ in range(self._rng.randint(1, 40)))
+        if kind == "garbage":  # the first byte is never a valid union branch (0x00, 0x02)
+            first = self._rng.choice([1] + list(range(3, 128)))
+            return bytes([first] + [self._rng.getrandbits(8) for _ in range(self._rng.randint(0, 40))])
         ev = self.event()
         if kind == "truncated":
             return b"\x00" + ev["event_id"].encode()[:10]  # union branch 0 then a cut string
