@@ -190,9 +190,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_profile(args: argparse.Namespace, settings: Settings) -> int:
     from stream.adapters.redis_store import read_profile
+    from stream.serde import SchemaRegistry
     from stream.stack import endpoints
     _, redis_url = endpoints(settings)
-    profile = read_profile(redis_url, args.user_id, settings.redis.key_prefix)
+    profile = read_profile(redis_url, args.user_id, SchemaRegistry(settings.paths.schemas_dir),
+                           settings.redis.key_prefix)
     if profile is None:
         print(f"stream: error: no profile for user {args.user_id!r} in Redis ({redis_url})", file=sys.stderr)
         return 1

@@ -104,8 +104,13 @@ class ProfileSettings:
     session_gap_s: float = 30 * 60.0
     last_items: int = 10
     max_categories: int = 32
-    #: a user's profile is emitted to profiles.v1 at most once per this interval
-    emit_interval_s: float = 1.0
+    #: between commits, changed users are flushed in slices of this size every interval
+    flush_slice_users: int = 300
+    #: ... but only while more than this many users wait (fewer cost a commit only a few ms)
+    flush_slice_min_dirty: int = 1000
+    #: ... taking only users changed at least this long ago (a hot user is not re-encoded per slice)
+    flush_slice_min_age_s: float = 0.5
+    flush_slice_interval_s: float = 0.05
     redis_batch: int = 500
     redis_flush_interval_s: float = 0.2
 

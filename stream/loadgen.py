@@ -34,12 +34,14 @@ class ProduceStats:
 
 def produce_workload(producer: Producer, topic: Topic, workload: Workload, *, events: int,
                      batch_size: int = 0, malformed_share: float = 0.0, target_rate: float = 0.0,
-                     keep: bool = False, registry: SchemaRegistry | None = None,
+                     batch_linger_ms: float = 0.0, keep: bool = False, registry: SchemaRegistry | None = None,
                      progress: Optional[Callable[[int, int], None]] = None) -> ProduceStats:
     reg = registry or SchemaRegistry.default()
     stats = ProduceStats()
     n_parts = topic.partitions
     pending: dict[int, list[dict]] = {}
+    started: dict[int, float] = {}  # when each pending batch got its first event
+    linger = batch_linger_ms / 1000
     t0 = time.monotonic()
 
     def send(value: bytes, key: str, partition: int) -> None:
@@ -55,6 +57,7 @@ def produce_workload(producer: Producer, topic: Topic, workload: Workload, *, ev
 
     def send_batch(part: int) -> None:
         evs = pending.pop(part)
+        started.pop(part, None)
         batch = {"batch_id": uuid.uuid4().hex, "producer": "stream-loadgen",
                  "created": int(time.time() * 1000), "events": evs}
         send(reg.encode_batch(batch), evs[0]["user_id"], part)
@@ -70,9 +73,16 @@ def produce_workload(producer: Producer, topic: Topic, workload: Workload, *, ev
         else:
             part = partition_for(record["user_id"], n_parts)
             if batch_size > 1:
-                pending.setdefault(part, []).append(record)
+                if part not in pending:
+                    pending[part] = []
+                    started[part] = time.monotonic()
+                pending[part].append(record)
                 if len(pending[part]) >= batch_size:
                     send_batch(part)
+                elif linger:  # a batch never waits longer than the linger for more events
+                    now = time.monotonic()
+                    for old_part in [p for p, since in started.items() if now - since >= linger]:
+                        send_batch(old_part)
             else:
                 send(reg.encode_click(record), record["user_id"], part)
         stats.events += 1

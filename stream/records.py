@@ -77,8 +77,8 @@ class UserProfile:
 @dataclass(slots=True)
 class UserState:
     profile: UserProfile
-    seen_ids: list[int]
-    seen_ts: list[int]
+    seen_ids: bytes
+    seen_ts: bytes
 
 
 @dataclass(slots=True)

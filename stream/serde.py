@@ -150,6 +150,15 @@ class SchemaRegistry:
             return self._branches(name)[branch], record
         return record
 
+    def decode_prefix(self, name: str, data: bytes) -> tuple[Any, int]:
+        """Decode a record of schema ``name`` at the start of ``data``; returns (record, bytes used)."""
+        buf = io.BytesIO(data)
+        try:
+            record = schemaless_reader(buf, self.schema(name), None)
+        except Exception as exc:
+            raise SerdeError(f"cannot decode {name}: malformed data ({type(exc).__name__})", schema=name) from exc
+        return record, buf.tell()
+
     # clicks.v1 helpers: a message is one event or a batch of events.
     def encode_click(self, event: dict) -> bytes:
         return self.encode(CLICK_MESSAGE, (CLICK_EVENT, event))
@@ -160,6 +169,15 @@ class SchemaRegistry:
     def decode_clicks(self, data: bytes) -> tuple[str, dict]:
         """``("ClickEvent", event)`` or ``("ClickBatch", batch)``."""
         return self.decode(CLICK_MESSAGE, data)
+
+
+def avro_bytes(data: bytes) -> bytes:
+    """The Avro binary encoding of a ``bytes`` value (its length, then the bytes).
+
+    >>> avro_bytes(b"ab")
+    b'\\x04ab'
+    """
+    return _zigzag(len(data)) + data
 
 
 def _zigzag(n: int) -> bytes:

@@ -34,7 +34,7 @@ from stream.serde import SchemaRegistry
 from stream.stages.ingest import IngestStage
 from stream.stages.profile import ProfileStage
 from stream.topology import Topology
-from stream.users import UserStates
+from stream.users import Flushed, UserStates
 
 log = logging.getLogger("stream.worker")
 STAGES = ("ingest", "profile")
@@ -78,21 +78,25 @@ class Worker:
     registry: SchemaRegistry
     assigned: set[int] = field(default_factory=set)
     resync: bool = False
+    redis_pending: dict[str, Flushed] = field(default_factory=dict)
+
+    def flush_users(self, limit: int | None = None, older_than: float = 0.0) -> int:
+        """Changed users -> table + changelog, profiles.v1 and the Redis queue (each encoded once)."""
+        flushed = self.users.flush(limit, older_than)
+        for f in flushed:
+            self.out.produce("profiles.v1", f.profile_bytes, key=f.user_id.encode(), partition=f.partition)
+            self.redis_pending[f.user_id] = f  # the Redis task writes the newest one per user
+        self.stats[-1].add_output("profiles_emitted", len(flushed))
+        return len(flushed)
 
     def commit_flush(self) -> None:
-        """Before Faust commits offsets: table + changelog, profiles.v1, then wait for delivery."""
+        """Before Faust commits offsets: every remaining changed user, then wait for delivery."""
         t0 = time.perf_counter()
-        n = self.users.flush_table()
-        emitted = 0
-        for partition, profile in self.users.take_for_topic():
-            self.out.produce("profiles.v1", self.registry.encode("UserProfile", profile),
-                             key=profile["user_id"].encode(), partition=partition)
-            emitted += 1
+        self.flush_users()
         self.out.flush(timeout=30.0)
-        profile_stats = self.stats[-1]
-        profile_stats.add_output("profiles_emitted", emitted)
-        profile_stats.add_output("table_writes", n)
-        profile_stats.add_output("commit_flush_ms", (time.perf_counter() - t0) * 1000)
+        ms = (time.perf_counter() - t0) * 1000
+        outputs = self.stats[-1].outputs
+        outputs["commit_flush_ms_max"] = max(outputs.get("commit_flush_ms_max", 0.0), ms)
 
     def emit_monitor(self) -> None:
         for s in self.stats:
@@ -173,9 +177,20 @@ def _wire(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
             except Exception as exc:  # the runner classifies; anything escaping it is a bug
                 die(f"unexpected {type(exc).__name__} in the clicks agent: {exc}")
 
+    @app.timer(settings.profile.flush_slice_interval_s)
+    async def flush_slice() -> None:
+        """Flush changed users in small slices between commits, so a commit never stalls for long."""
+        if len(w.users.dirty) < settings.profile.flush_slice_min_dirty:
+            return  # few changed users: the commit flushes them in a few ms, each encoded once
+        try:
+            w.flush_users(settings.profile.flush_slice_users, settings.profile.flush_slice_min_age_s)
+        except StreamError as exc:
+            die(f"flushing user state failed: {exc}")
+
     @app.timer(settings.monitor.interval_s)
     async def monitor() -> None:
         _update_consumer_lag(w)
+        _table_size(w, table)
         w.emit_monitor()
 
     @app.task
@@ -188,7 +203,7 @@ def _wire(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
                 await asyncio.sleep(interval)
                 if w.resync and not app.tables.recovery.in_recovery:
                     _mark_all_changed(w, table)
-                batch = w.users.take_for_redis()
+                batch, w.redis_pending = list(w.redis_pending.values()), {}
                 for start in range(0, len(batch), settings.profile.redis_batch):
                     chunk = batch[start:start + settings.profile.redis_batch]
                     written, seconds = await _write_with_retry(writer, chunk)
@@ -212,16 +227,16 @@ def _wire(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
 
 
 def _mark_all_changed(w: Worker, table: faust.Table) -> None:
-    """Queue every owned user's profile for Redis (version-checked, so cheap when current)."""
+    """Queue every owned user's profile for Redis (version-checked, so cheap when Redis is current)."""
     w.resync = False
     n = 0
     for key, raw in list(table.data.items()):
-        user = key.decode() if isinstance(key, bytes) else key
-        st = w.users.get(user, -1)
-        if st.profile is not None and st.profile["source_partition"] in w.assigned:
-            st.partition = st.profile["source_partition"]
-            w.users.dirty_redis.add(user)
-            n += 1
+        profile, used = w.registry.decode_prefix("UserProfile", raw)
+        if profile["source_partition"] in w.assigned:
+            user = profile["user_id"]
+            if user not in w.redis_pending:
+                w.redis_pending[user] = Flushed(user, profile["source_partition"], profile["version"], raw[:used])
+                n += 1
     event(log, "redis_resync", worker=w.worker_id, profiles=n)
 
 
@@ -235,6 +250,17 @@ async def _write_with_retry(writer: ProfileWriter, chunk: list[dict], attempts: 
             event(log, "redis_retry", logging.WARNING, attempt=attempt, error=str(exc))
             await asyncio.sleep(0.2 * 2 ** attempt)
     return 0, 0.0
+
+
+def _table_size(w: Worker, table: faust.Table) -> None:
+    """Entries and bytes held by the table's store (keys, values and the dict's own slots)."""
+    data = table.data.data if hasattr(table.data, "data") else table.data
+    n = len(data)
+    size = sys.getsizeof(data) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in list(data.items()))
+    outputs = w.stats[-1].outputs
+    outputs["table_entries"] = float(n)
+    outputs["table_bytes"] = float(size)
+    outputs["table_bytes_per_profile"] = size / n if n else 0.0
 
 
 def _update_consumer_lag(w: Worker) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import MutableSequence
 
 from stream.errors import ValidationError
 
@@ -75,7 +76,8 @@ def id_hash(event_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def is_duplicate(seen_ids: list[int], seen_ts: list[int], h: int, ts: int, cfg: IngestConfig) -> bool:
+def is_duplicate(seen_ids: MutableSequence[int], seen_ts: MutableSequence[int], h: int, ts: int,
+                 cfg: IngestConfig) -> bool:
     """Was this event id seen among the user's recent ids within the window?
 
     >>> is_duplicate([5], [1_000], 5, 2_000, IngestConfig(dedupe_window_s=10))
@@ -83,6 +85,8 @@ def is_duplicate(seen_ids: list[int], seen_ts: list[int], h: int, ts: int, cfg: 
     >>> is_duplicate([5], [1_000], 5, 20_000, IngestConfig(dedupe_window_s=10))
     False
     """
+    if h not in seen_ids:  # the common case, at C speed for an array('q')
+        return False
     window = cfg.dedupe_window_s * 1000
     for i in range(len(seen_ids) - 1, -1, -1):
         if seen_ids[i] == h and abs(ts - seen_ts[i]) <= window:
@@ -90,13 +94,14 @@ def is_duplicate(seen_ids: list[int], seen_ts: list[int], h: int, ts: int, cfg: 
     return False
 
 
-def remember(seen_ids: list[int], seen_ts: list[int], h: int, ts: int, cfg: IngestConfig) -> None:
-    """Add an id to the bounded recent-id memory (in place; the caller owns the lists)."""
+def remember(seen_ids: MutableSequence[int], seen_ts: MutableSequence[int], h: int, ts: int,
+             cfg: IngestConfig) -> None:
+    """Add an id to the bounded recent-id memory (in place; the caller owns the sequences)."""
     seen_ids.append(h)
     seen_ts.append(ts)
     if len(seen_ids) > cfg.dedupe_ids:
-        del seen_ids[0]
-        del seen_ts[0]
+        seen_ids.pop(0)
+        seen_ts.pop(0)
 
 
 def pseudonymise(user_id: str, key: str) -> str:

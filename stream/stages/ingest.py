@@ -17,6 +17,7 @@ from stream.users import UserStates
 #: set on events ingest re-produced to their user's partition: already validated and pseudonymised
 INGESTED_HEADER = "x-stream-ingested"
 OPTIONAL_FIELDS = ("session_id", "item_id", "category", "price", "dwell_ms", "device", "country")
+MISSING_KEYS = tuple((f, "missing." + f) for f in OPTIONAL_FIELDS)
 
 
 class IngestStage:
@@ -25,18 +26,16 @@ class IngestStage:
         self.cfg, self.users, self.out, self.registry = cfg, users, out, registry
         self.topic, self.partitions, self.clock = topic, partitions, clock
         self.stats = StageStats("ingest")
-        self.known_types = set(cfg.event_types)
+        self.mix_keys = {t: "mix." + t for t in cfg.event_types}
 
     def handle(self, ev: dict, pos: Position, msg: RawMessage) -> dict | None:
         stats = self.stats
-        for f in OPTIONAL_FIELDS:  # input metrics: missing values and the event mix
+        inputs = stats.inputs  # input metrics: missing values and the event mix
+        for f, key in MISSING_KEYS:
             if ev.get(f) is None:
-                stats.add_input("missing." + f)
-        etype = ev.get("event_type")
-        if etype not in self.known_types:
-            stats.add_input("unknown.event_type")
-        else:
-            stats.add_input("mix." + etype)
+                inputs[key] = inputs.get(key, 0.0) + 1.0
+        key = self.mix_keys.get(ev.get("event_type"), "unknown.event_type")
+        inputs[key] = inputs.get(key, 0.0) + 1.0
         ingest.validate(ev, int(self.clock() * 1000), self.cfg)
         if self.cfg.pseudonymise_key and INGESTED_HEADER not in msg.headers:
             ev["user_id"] = ingest.pseudonymise(ev["user_id"], self.cfg.pseudonymise_key)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import typing
+from array import array
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 
 from stream import records
 from stream.errors import SerdeError, UnknownSchemaError
-from stream.serde import SchemaRegistry
+from stream.serde import SchemaRegistry, avro_bytes
 from stream.workload import Workload
 
 REG = SchemaRegistry.default()
@@ -55,8 +56,18 @@ REALISTIC = {
     "ControlCommand": {"command_id": "c1", "model_name": "reco", "action": "CANARY", "version": 5,
                        "args": {"steps": "5,10,25,50,100"}, "issued_at": 1_700_000_000_000, "issued_by": "ops"},
 }
-REALISTIC["UserState"] = {"profile": REALISTIC["UserProfile"], "seen_ids": [-5, 2 ** 62, 17],
-                          "seen_ts": [1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_002]}
+REALISTIC["UserState"] = {"profile": REALISTIC["UserProfile"],
+                          "seen_ids": array("q", [-5, 2 ** 62, 17]).tobytes(),
+                          "seen_ts": array("q", [1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_002]).tobytes()}
+
+
+def test_user_state_encoding_is_the_profile_encoding_plus_the_byte_fields():
+    st = REALISTIC["UserState"]
+    assert REG.encode("UserState", st) == REG.encode("UserProfile", st["profile"]) + avro_bytes(st["seen_ids"]) \
+        + avro_bytes(st["seen_ts"])
+    data = REG.encode("UserState", st)
+    profile, used = REG.decode_prefix("UserProfile", data)
+    assert profile == st["profile"] and data[:used] == REG.encode("UserProfile", st["profile"])
 
 
 def test_every_schema_has_a_realistic_example():

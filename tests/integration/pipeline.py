@@ -7,13 +7,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import redis
-
 from stream.adapters.kafka import ensure_topology, read
-from stream.adapters.redis_store import from_fields, profile_key
+from stream.adapters.redis_store import read_profiles
 from stream.config import Settings
 from stream.core.profile import Position, ProfileConfig, fold
 from stream.partitioning import partition_for
+from stream.serde import SchemaRegistry
 from stream.stack import Stack
 from stream.topology import Topology
 
@@ -53,14 +52,7 @@ def comparable(profile: dict) -> dict:
 
 
 def redis_profiles(url: str, users: list[str], prefix: str = "stream:") -> dict[str, dict]:
-    client = redis.Redis.from_url(url)
-    try:
-        pipe = client.pipeline(transaction=False)
-        for u in users:
-            pipe.hgetall(profile_key(prefix, u))
-        return {u: from_fields(f) for u, f in zip(users, pipe.execute()) if f}
-    finally:
-        client.close()
+    return read_profiles(url, users, SchemaRegistry.default(), prefix)
 
 
 def wait_for_profiles(url: str, expected: dict[str, dict], timeout: float) -> dict[str, dict]:

@@ -61,11 +61,15 @@ def test_table_written_once_per_changed_user_per_flush():
     for i, ev in enumerate(evs):
         feed(ing, prof, ev, i)
     n_users = len({e["user_id"] for e in evs})
-    assert users.flush_table() == n_users and len(table.writes) == n_users
-    assert users.flush_table() == 0  # nothing changed since
-    decoded = REG.decode("UserState", table.data[evs[0]["user_id"]])
-    assert decoded["profile"]["version"] == sum(e["user_id"] == evs[0]["user_id"] for e in evs)
-    assert len(users.take_for_redis()) == n_users and users.take_for_redis() == []
+    flushed = users.flush()
+    assert len(flushed) == n_users and len(table.writes) == n_users
+    assert users.flush() == []  # nothing changed since
+    u0 = evs[0]["user_id"]
+    decoded = REG.decode("UserState", table.data[u0])
+    assert decoded["profile"]["version"] == sum(e["user_id"] == u0 for e in evs)
+    f0 = next(f for f in flushed if f.user_id == u0)
+    assert REG.decode("UserProfile", f0.profile_bytes) == decoded["profile"] and f0.version == decoded["profile"]["version"]
+    assert table.data[u0].startswith(f0.profile_bytes)  # one encode serves table, topic and Redis
 
 
 def test_state_survives_a_cold_cache_via_the_table():
@@ -73,7 +77,7 @@ def test_state_survives_a_cold_cache_via_the_table():
     evs = events(20)
     for i, ev in enumerate(evs[:10]):
         feed(ing, prof, ev, i)
-    users.flush_table()
+    users.flush()
     # a new process: empty cache, same table
     users2 = UserStates(table, REG)
     ing2 = IngestStage(IngestConfig(), users2, ListOut(), REG, "clicks.v1", 4, clock=lambda: 1.8e9)
