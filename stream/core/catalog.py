@@ -1,0 +1,124 @@
+"""The item catalog as the stream sees it: decayed popularity and item -> category.
+
+Fixed-size and pure: ``update()`` per event, ``popular()`` / ``top_in()`` for candidate
+generation, numpy views for vectorised feature building. Popularity decays with a
+half-life in event time, so yesterday's hits fade.
+
+>>> c = Catalog(half_life_s=3600)
+>>> for i, item in enumerate(["a", "b", "a", "b", "c", "a"]):
+...     c.update(item, "x" if item != "c" else "y", "click", 1_000 + i)
+>>> c.popular(2)
+['a', 'b']
+>>> c.top_in("y", 5), c.category_of("a")
+(['c'], 'x')
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: how much one event of a type adds to an item's popularity
+POP_WEIGHT = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 5.0}
+
+
+class Catalog:
+    def __init__(self, half_life_s: float = 6 * 3600.0, max_items: int = 100_000, refresh_every: int = 2000) -> None:
+        self.half_life_ms = half_life_s * 1000
+        self.max_items = max_items
+        self.refresh_every = refresh_every
+        self.t_ref = 0            # popularity values are scaled to 2^((t - t_ref)/half_life)
+        self.index: dict[str, int] = {}
+        self.items: list[str] = []
+        self.cat_of: list[str] = []
+        self.pop = np.zeros(1024)
+        self.categories: dict[str, int] = {}
+        self._since_refresh = refresh_every
+        self._popular: list[str] = []
+        self._by_cat: dict[str, list[str]] = {}
+
+    def update(self, item: str | None, category: str | None, event_type: str, ts: int) -> None:
+        w = POP_WEIGHT.get(event_type)
+        if not item or not w:
+            return
+        if self.t_ref == 0:
+            self.t_ref = ts
+        i = self.index.get(item)
+        if i is None:
+            if len(self.items) >= self.max_items:
+                return  # full: new items wait for the next compaction
+            i = self.index[item] = len(self.items)
+            self.items.append(item)
+            self.cat_of.append(category or "")
+            if i >= len(self.pop):
+                self.pop = np.concatenate([self.pop, np.zeros(len(self.pop))])
+        if category and category not in self.categories:
+            self.categories[category] = len(self.categories)
+        scale = (ts - self.t_ref) / self.half_life_ms
+        if scale > 30:  # rebase before the scale factors overflow
+            self.pop *= 2.0 ** -scale
+            self.t_ref, scale = ts, 0.0
+        self.pop[i] += w * 2.0 ** scale
+        self._since_refresh += 1
+
+    def _refresh(self) -> None:
+        if self._since_refresh < self.refresh_every:
+            return
+        self._since_refresh = 0
+        n = len(self.items)
+        order = np.argsort(-self.pop[:n], kind="stable")
+        self._popular = [self.items[i] for i in order[:1000]]
+        by_cat: dict[str, list[str]] = {}
+        for i in order:
+            lst = by_cat.setdefault(self.cat_of[i], [])
+            if len(lst) < 200:
+                lst.append(self.items[i])
+        self._by_cat = by_cat
+
+    def popular(self, n: int) -> list[str]:
+        self._refresh()
+        return self._popular[:n]
+
+    def top_in(self, category: str, n: int) -> list[str]:
+        self._refresh()
+        return self._by_cat.get(category, [])[:n]
+
+    def category_of(self, item: str) -> str | None:
+        i = self.index.get(item)
+        return self.cat_of[i] if i is not None and self.cat_of[i] else None
+
+    def pop_log(self, items: list[str]) -> np.ndarray:
+        """log1p of each item's popularity relative to the most popular item (0..1-ish)."""
+        n = len(self.items)
+        top = float(self.pop[:n].max()) if n else 1.0
+        idx = np.fromiter((self.index.get(it, -1) for it in items), dtype=np.int64, count=len(items))
+        vals = np.where(idx >= 0, self.pop[np.maximum(idx, 0)], 0.0)
+        return np.log1p(vals) / math.log1p(top) if top > 0 else vals
+
+    def state_size(self) -> int:
+        return len(self.items)
+
+
+def merge_unique(*lists: list[str], limit: int) -> list[tuple[str, int]]:
+    """Items from several generators, first occurrence wins, with the index of its generator."""
+    seen: set[str] = set()
+    out: list[tuple[str, int]] = []
+    for src, lst in enumerate(lists):
+        for item in lst:
+            if item not in seen:
+                seen.add(item)
+                out.append((item, src))
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first."""
+    if len(scores) <= k:
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, k)[:k]
+    return part[np.argsort(-scores[part], kind="stable")]
+
+

@@ -1,0 +1,116 @@
+"""The scoring model: river logistic regression on profile x item features, scored in numpy.
+
+Learning uses river (``learn_one`` on a feature dict). Serving exports the weights to a
+dense vector once per model release and scores a whole candidate set with one matrix
+product, giving the same probabilities as river's ``predict_proba_one`` (a unit test
+checks this) at a fraction of the cost.
+
+Features of a (user, item) pair, all computed from the profile and the catalog:
+
+==============  ============================================================
+aff_share       the user's decayed affinity for the item's category / total
+aff_top         1 if the item's category is the user's strongest
+pop             the item's decayed popularity, log-scaled to 0..1
+seen            1 if the item is among the user's last items
+activity        log1p(events the user made) / 10
+cat=<c>         1 for the item's category (a learned base rate per category)
+==============  ============================================================
+
+>>> from river import linear_model
+>>> m = linear_model.LogisticRegression()
+>>> m.learn_one({"aff_share": 1.0, "cat=c1": 1.0}, True)
+>>> s = export(m, version=1)
+>>> X = s.matrix([{"aff_share": 1.0, "cat=c1": 1.0}])
+>>> abs(float(s.scores(X)[0]) - m.predict_proba_one({"aff_share": 1.0, "cat=c1": 1.0})[True]) < 1e-12
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+BASE_FEATURES = ("aff_share", "aff_top", "pop", "seen", "activity")
+
+
+def user_features(profile: dict) -> dict[str, float]:
+    """User-level inputs carried in the Recommendation (what the model saw about the user)."""
+    aff = profile["affinity"]
+    total = sum(aff.values())
+    feats = {"activity": math.log1p(profile["version"]) / 10}
+    if total > 0:
+        for cat, v in aff.items():
+            feats["aff:" + cat] = v / total
+        feats["top:" + max(aff, key=aff.__getitem__)] = 1.0
+    return feats
+
+
+def pair_features(user: dict[str, float], category: str | None, pop: float, seen: bool) -> dict[str, float]:
+    """The model's input for one (user, item) pair (the slow path, also used for learning)."""
+    x = {"activity": user.get("activity", 0.0), "pop": pop, "seen": 1.0 if seen else 0.0}
+    if category:
+        x["aff_share"] = user.get("aff:" + category, 0.0)
+        x["aff_top"] = user.get("top:" + category, 0.0)
+        x["cat=" + category] = 1.0
+    else:
+        x["aff_share"] = x["aff_top"] = 0.0
+    return x
+
+
+@dataclass
+class Scorer:
+    """A frozen numpy export of a linear model: ``scores(X) = sigmoid(X @ w + b)``."""
+    version: int
+    names: list[str]
+    weights: np.ndarray
+    bias: float
+    index: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.index = {n: i for i, n in enumerate(self.names)}
+
+    def matrix(self, rows: list[dict[str, float]]) -> np.ndarray:
+        """Dense X from feature dicts (features the model never learned are dropped: weight 0)."""
+        X = np.zeros((len(rows), len(self.names)))
+        for r, x in enumerate(rows):
+            for k, v in x.items():
+                j = self.index.get(k)
+                if j is not None:
+                    X[r, j] = v
+        return X
+
+    def candidate_matrix(self, user: dict[str, float], categories: list[str | None], pop: np.ndarray,
+                         seen: np.ndarray) -> np.ndarray:
+        """X for many items of one user, built column-wise with numpy (the serving path)."""
+        n = len(categories)
+        X = np.zeros((n, len(self.names)))
+        idx = self.index
+        X[:, idx["activity"]] = user.get("activity", 0.0)
+        X[:, idx["pop"]] = pop
+        X[:, idx["seen"]] = seen
+        cat_col = np.fromiter((idx.get("cat=" + c, -1) if c else -1 for c in categories), dtype=np.int64, count=n)
+        ok = cat_col >= 0
+        X[np.nonzero(ok)[0], cat_col[ok]] = 1.0
+        X[:, idx["aff_share"]] = [user.get("aff:" + c, 0.0) if c else 0.0 for c in categories]
+        X[:, idx["aff_top"]] = [user.get("top:" + c, 0.0) if c else 0.0 for c in categories]
+        return X
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        z = X @ self.weights + self.bias
+        # river's sigmoid: exactly 0 below -30 and 1 above 30
+        return np.where(z < -30, 0.0, np.where(z > 30, 1.0, 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))))
+
+
+def export(model, version: int) -> Scorer:
+    """A :class:`Scorer` from a river LogisticRegression (the base features always present)."""
+    weights = dict(model.weights)
+    names = list(BASE_FEATURES) + sorted(k for k in weights if k not in BASE_FEATURES)
+    return Scorer(version, names, np.array([weights.get(n, 0.0) for n in names], dtype=float),
+                  float(model.intercept))
+
+
+def new_model(lr: float = 0.05, l2: float = 0.0):
+    from river import linear_model, optim
+    return linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2)
