@@ -206,8 +206,8 @@ def cmd_profile(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from stream.demo import DemoOptions, run
-    return run(settings, DemoOptions(events=args.events, batch_size=args.batch_size, malformed=args.malformed,
-                                     keep=args.keep))
+    return run(settings, DemoOptions(seconds=args.seconds, rate=args.rate, users=args.users,
+                                     warmup_events=args.warmup_events, keep=args.keep))
 
 
 # --- config ------------------------------------------------------------------------------
@@ -273,19 +273,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("worker", cmd_worker, "run stages in a Faust worker until stopped (SIGTERM/SIGINT)",
              "Run the chosen stages in one Faust worker process. Several workers share the partitions "
              "through the consumer group. Prometheus metrics are served on the web port at /metrics.")
-    sp.add_argument("--stages", default="ingest,profile", help="comma-separated stages (default: ingest,profile)")
+    sp.add_argument("--stages", default="ingest,profile,feedback,score,learn",
+                    help="comma-separated stages (default: all: ingest,profile,feedback,score,learn)")
     sp.add_argument("--web-port", type=int, default=None, help="HTTP port for /metrics (default: faust.web_port)")
     sp.add_argument("--worker-id", default=None, help="name in monitoring records (default: host-pid)")
 
     sp = add("profile", cmd_profile, "print one user's profile from Redis as JSON")
     sp.add_argument("user_id")
 
-    sp = add("demo", cmd_demo, "the main job: bring up the embedded stack, run a synthetic stream through it",
-             "Start the embedded stack (unless running), create the topics, run a synthetic clickstream "
-             "through the pipeline and print a summary. Stops the stack it started unless --keep.")
-    sp.add_argument("--events", type=int, default=20_000)
-    sp.add_argument("--batch-size", type=int, default=100, help="events per ClickBatch (0 = single events)")
-    sp.add_argument("--malformed", type=float, default=0.01, help="share of malformed records")
+    sp = add("demo", cmd_demo, "the main job: the whole pipeline on the embedded stack with simulated users",
+             "Start the embedded stack (unless running), create the topics, start a worker with every stage, "
+             "warm up, run the closed-loop simulator and print a summary (events, recommendations, CTR over "
+             "time, model versions). Stops what it started unless --keep.")
+    sp.add_argument("--seconds", type=float, default=60.0, help="how long the simulator runs (default 60)")
+    sp.add_argument("--rate", type=float, default=1000.0, help="simulated events per second (default 1000)")
+    sp.add_argument("--users", type=int, default=500, help="simulated users (default 500)")
+    sp.add_argument("--warmup-events", type=int, default=20_000, help="synthetic events before the simulator")
     sp.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
 
     add("config", cmd_config, "print the effective settings as JSON")

@@ -116,6 +116,27 @@ class ProfileSettings:
 
 
 @dataclass(frozen=True)
+class ModelSettings:
+    name: str = "reco"
+    #: HMAC key of the model registry: a blob whose HMAC does not match is never unpickled
+    hmac_key: str = "stream-dev-registry-key"
+    #: event types that ask for recommendations
+    request_types: tuple[str, ...] = ("recommend_request",)
+    k: int = 10
+    candidates: int = 200
+    #: model | popularity | random (the last two are baselines)
+    policy: str = "model"
+    attribution_window_s: float = 30.0
+    learning_rate: float = 0.02
+    #: share of recommended slots explored at random (see core.recommend)
+    explore: float = 0.1
+    release_every_examples: int = 2000
+    release_every_s: float = 20.0
+    poll_interval_s: float = 1.0
+    catalog_half_life_s: float = 6 * 3600.0
+
+
+@dataclass(frozen=True)
 class MonitorSettings:
     interval_s: float = 5.0
     worker_id: str = ""
@@ -130,6 +151,7 @@ class Settings:
     faust: FaustSettings = field(default_factory=FaustSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     profile: ProfileSettings = field(default_factory=ProfileSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
 
     @classmethod

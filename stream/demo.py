@@ -1,36 +1,74 @@
-"""The main job on the embedded stack: bring it up, run the pipeline on a synthetic stream, summarise.
+"""The main job on the embedded stack: the whole pipeline with simulated users, summarised.
 
-Until the stages exist it is a round trip: produce single events, batch envelopes and
-malformed records to ``clicks.v1`` and read them all back decoded.
+1. start the embedded broker + Redis (unless running) and create every topic;
+2. start a worker running every stage (ingest, profile, feedback, score, learn);
+3. warm up with a synthetic clickstream (batch envelopes, 1% malformed -> DLQ);
+4. run the closed-loop simulator: users ask for recommendations and click what they
+   like; the model learns from that feedback and is released and hot-swapped;
+5. print events, recommendations, CTR over time against the random and ideal CTR,
+   model versions released, rejected records; stop what it started.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
-from collections import Counter
+import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 from stream.adapters.kafka import ensure_topology, producer, read
+from stream.adapters.registry import ModelRegistry
 from stream.config import Settings
-from stream.errors import SerdeError, StreamError
+from stream.errors import StreamError
 from stream.loadgen import produce_workload
 from stream.serde import SchemaRegistry
-from stream.stack import Stack
+from stream.simulator import ClosedLoop, SimReport
+from stream.stack import Stack, free_port, stop_pid, wait_until
 from stream.topology import Topology
 from stream.workload import Workload
 
 
 @dataclass
 class DemoOptions:
-    events: int = 20_000
-    batch_size: int = 100
-    malformed: float = 0.01
+    seconds: float = 60.0
+    rate: float = 1000.0
+    users: int = 500
+    warmup_events: int = 20_000
     keep: bool = False
 
 
 def say(text: str) -> None:
     print(text, flush=True)
+
+
+def start_worker(settings: Settings, bootstrap: str, redis_url: str) -> tuple[subprocess.Popen, Path, int]:
+    port = free_port()
+    log_path = Path(settings.stack.state_dir) / "demo-worker.log"
+    env = dict(os.environ, STREAM_KAFKA_BOOTSTRAP_SERVERS=bootstrap, STREAM_REDIS_URL=redis_url,
+               STREAM_STACK_STATE_DIR=settings.stack.state_dir)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", "--web-port", str(port),
+                                 "--worker-id", "demo"], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def assigned() -> bool:
+        if proc.poll() is not None:
+            raise StreamError(f"worker exited with code {proc.returncode}; see {log_path}")
+        return "event=partitions_assigned" in log_path.read_text(errors="replace")
+    if not wait_until(assigned, 90, 0.2):
+        stop_pid(proc.pid)
+        raise StreamError(f"worker did not join the consumer group within 90s; see {log_path}")
+    return proc, log_path, port
+
+
+def metric(port: int, name: str) -> float:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return 0.0
+    return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")), 0.0)
 
 
 def run(settings: Settings, opts: DemoOptions) -> int:
@@ -40,43 +78,62 @@ def run(settings: Settings, opts: DemoOptions) -> int:
     for line in done:
         say(f"[stack] {line}")
     bootstrap = settings.kafka.bootstrap_servers or procs["broker"].endpoint
+    redis_url = settings.redis.url or procs["redis"].endpoint
+    worker = None
     try:
         topology = Topology.load(settings.paths.topology)
         results = ensure_topology(bootstrap, topology)
-        say(f"[topics] {sum(r.created for r in results)} created, "
-            f"{sum(not r.created for r in results)} already there ({len(results)} declared)")
-        clicks = topology.topic("clicks.v1")
-        reg = SchemaRegistry(settings.paths.schemas_dir)
-        wl = Workload(seed=int(time.time()))
-        t0 = time.monotonic()
-        prod = producer(bootstrap)
-        stats = produce_workload(prod, clicks, wl, events=opts.events, batch_size=opts.batch_size,
-                                 malformed_share=opts.malformed, registry=reg,
-                                 progress=lambda d, t: print(f"[produce] {d:,}/{t:,}", file=sys.stderr))
-        del prod  # destroy the client now, not after the broker is gone
-        say(f"[produce] {stats.events:,} events ({stats.malformed} malformed) in {stats.messages:,} messages, "
-            f"{stats.events / max(stats.seconds, 1e-9):,.0f} events/s")
-        kinds: Counter = Counter()
-        n_events = 0
-        for msg in read(bootstrap, clicks.name, idle_timeout=3.0, deadline=time.monotonic() + 120):
-            try:
-                kind, value = reg.decode_clicks(msg.value or b"")
-            except SerdeError:
-                kinds["undecodable"] += 1
-                continue
-            kinds[kind] += 1
-            n_events += len(value["events"]) if kind == "ClickBatch" else 1
-        say(f"[read back] {sum(kinds.values()):,} messages: {dict(kinds)}; {n_events:,} events decoded "
-            f"in {time.monotonic() - t0:.1f}s")
-        expected = stats.events - stats.expected_rejects.get("undecodable", 0)
-        if n_events < expected:
-            raise StreamError(f"read back {n_events} decodable events, produced {expected}")
-        say(f"[ok] round trip complete: {n_events:,} events decodable, {kinds['undecodable']} undecodable "
-            f"(as produced: {stats.expected_rejects.get('undecodable', 0)})")
+        say(f"[topics] {sum(r.created for r in results)} created, {sum(not r.created for r in results)} already there")
+        worker, log_path, port = start_worker(settings, bootstrap, redis_url)
+        say(f"[worker] running all stages (pid {worker.pid}, metrics http://127.0.0.1:{port}/metrics, log {log_path})")
+        wl = Workload(seed=int(time.time()) % 100_000, users=opts.users)
+        stats = produce_workload(producer(bootstrap), topology.topic("clicks.v1"), wl, events=opts.warmup_events,
+                                 batch_size=100, malformed_share=0.01)
+        say(f"[warm-up] {stats.events:,} events in {stats.messages} messages ({stats.malformed} malformed)")
+        sim = ClosedLoop(bootstrap, wl, rate=opts.rate, partitions=topology.topic("clicks.v1").partitions)
+        say(f"[simulator] {opts.users} users, {opts.rate:,.0f} events/s for {opts.seconds:.0f}s; "
+            f"CTR of a random list {sim.report.random_ctr:.3f}, of an ideal list {sim.report.ideal_ctr:.3f}")
+        report = sim.run(opts.seconds, progress=lambda r: _progress(r))
+        time.sleep(2)
+        _summary(report, settings, bootstrap, redis_url, port)
         return 0
     finally:
+        if worker is not None:
+            stop_pid(worker.pid, 20)
         if opts.keep or not started_here:
             say(f"[stack] left running (stop it with `stream down`): broker {bootstrap}")
         else:
             for line in stack.down():
                 say(f"[stack] {line}")
+
+
+def _progress(r: SimReport) -> None:
+    w = r.windows[-1] if r.windows else None
+    if w is not None:
+        versions = ",".join(f"v{v}" for v in sorted(w.versions)) or "-"
+        say(f"[simulator] {r.events:,} events, {r.recommendations:,} recommendations; last window CTR {w.ctr:.3f} "
+            f"(served by {versions})")
+
+
+def _summary(r: SimReport, settings: Settings, bootstrap: str, redis_url: str, port: int) -> None:
+    reg = SchemaRegistry(settings.paths.schemas_dir)
+    models = ModelRegistry(redis_url, settings.model.hmac_key, reg, settings.redis.key_prefix)
+    releases = models.versions(settings.model.name)
+    dlq = list(read(bootstrap, "clicks.dlq.v1", idle_timeout=1.0, deadline=time.monotonic() + 20))
+    say("")
+    say("== summary ==")
+    say(f"events produced        {r.events:,} (simulated) ; rejected to DLQ: {len(dlq)}")
+    folded = metric(port, 'stream_events_total{outcome="out",stage="profile"}')
+    say(f"profiles (worker)      {folded:,.0f} events folded into profiles")
+    say(f"recommendations        {r.recommendations:,} served ({r.requests:,} asked by the simulator, the rest by "
+        f"warm-up traffic), {r.served:,} items shown")
+    say(f"CTR served             {r.ctr:.3f} (expected from ground truth {r.expected / max(r.served, 1):.3f})")
+    say(f"CTR random / ideal     {r.random_ctr:.3f} / {r.ideal_ctr:.3f}  -> served is {r.ctr / max(r.random_ctr, 1e-9):.1f}x random")
+    say("CTR over time:")
+    for i, w in enumerate(r.windows):
+        versions = ",".join(f"v{v}" for v in sorted(w.versions)) or "-"
+        say(f"  {i * 5:>4}s  served {w.served:>6,}  CTR {w.ctr:.3f}  models {versions}")
+    say(f"model versions         {len(releases)} released: " + ", ".join(
+        f"v{x['version']} ({x['examples_seen']:,} ex, logloss {x['metrics'].get('log_loss', 0):.3f})"
+        for x in releases[-5:]))
+    models.close()

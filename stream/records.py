@@ -87,6 +87,7 @@ class ScoredItem:
     score: float
     source: str
     category: Optional[str] = None
+    features: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

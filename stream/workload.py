@@ -102,15 +102,15 @@ class Workload:
         """The latent category preference vector of a user (ground truth)."""
         return self._users[int(user_id[len(self.user_prefix):])].prefs
 
-    def event(self) -> dict:
-        """One valid ClickEvent dict."""
+    def event(self, user: int | None = None, event_type: str | None = None) -> dict:
+        """One valid ClickEvent dict (of a random user and type, unless given)."""
         rng = self._rng
-        u = self._users[self._pick(self._user_cum)]
+        u = self._users[self._pick(self._user_cum) if user is None else user]
         if u.session_left <= 0:
             u.session_id = uuid.UUID(int=rng.getrandbits(128)).hex[:16]
             u.session_left = 1 + int(rng.expovariate(1 / 8))
         u.session_left -= 1
-        etype = self._types[self._pick(self._type_cum)]
+        etype = event_type or self._types[self._pick(self._type_cum)]
         cat = self._pick(u.cum)
         item = self.cat_items[cat][self._pick(self._cum[cat])] if self.cat_items[cat] else None
         has_item = etype not in ("search", "recommend_request") and item is not None
@@ -130,6 +130,9 @@ class Workload:
         }
         self._n += 1
         return ev
+
+    def pick_user(self) -> int:
+        return self._pick(self._user_cum)
 
     def events(self, n: int) -> Iterator[dict]:
         for _ in range(n):

@@ -23,21 +23,29 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stream.adapters.dlq import KafkaDeadLetters
 from stream.adapters.output import Output
 from stream.adapters.redis_store import ProfileWriter
+from stream.adapters.registry import ModelIntegrityError, ModelRegistry
 from stream.config import Settings
 from stream.core.ingest import IngestConfig
+from stream.core.catalog import Catalog
+from stream.core.feedback import FeedbackJoin
+from stream.core.model import export, new_model
 from stream.core.profile import ProfileConfig
+from stream.core.recommend import RecommendConfig
 from stream.errors import StoreError, StreamError
 from stream.log import LogfmtFormatter, event
 from stream.monitor import StageStats, registry_for
 from stream.runner import FatalStageError, RawMessage, StageRunner
 from stream.serde import SchemaRegistry
 from stream.stages.ingest import IngestStage
+from stream.stages.learn import LearnLoop
 from stream.stages.profile import ProfileStage
+from stream.stages.score import FeedbackStage, ModelSlot, ScoreStage
 from stream.topology import Topology
 from stream.users import Flushed, UserStates
 
 log = logging.getLogger("stream.worker")
-STAGES = ("ingest", "profile")
+STAGES = ("ingest", "profile", "feedback", "score", "learn")
+DEFAULT_STAGES = "ingest,profile,feedback,score,learn"
 EXIT_FATAL = 70
 
 
@@ -79,6 +87,10 @@ class Worker:
     assigned: set[int] = field(default_factory=set)
     resync: bool = False
     redis_pending: dict[str, Flushed] = field(default_factory=dict)
+    models: ModelRegistry | None = None
+    slot: ModelSlot | None = None
+    feedback: FeedbackStage | None = None
+    learn: LearnLoop | None = None
 
     def flush_users(self, limit: int | None = None, older_than: float = 0.0) -> int:
         """Changed users -> table + changelog, profiles.v1 and the Redis queue (each encoded once)."""
@@ -86,7 +98,7 @@ class Worker:
         for f in flushed:
             self.out.produce("profiles.v1", f.profile_bytes, key=f.user_id.encode(), partition=f.partition)
             self.redis_pending[f.user_id] = f  # the Redis task writes the newest one per user
-        self.stats[-1].add_output("profiles_emitted", len(flushed))
+        self.stage("profile").add_output("profiles_emitted", len(flushed))
         return len(flushed)
 
     def commit_flush(self) -> None:
@@ -95,8 +107,11 @@ class Worker:
         self.flush_users()
         self.out.flush(timeout=30.0)
         ms = (time.perf_counter() - t0) * 1000
-        outputs = self.stats[-1].outputs
+        outputs = self.stage("profile").outputs
         outputs["commit_flush_ms_max"] = max(outputs.get("commit_flush_ms_max", 0.0), ms)
+
+    def stage(self, name: str) -> StageStats:
+        return next(s for s in self.stats if s.stage == name)
 
     def emit_monitor(self) -> None:
         for s in self.stats:
@@ -123,8 +138,10 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise StreamError(f"unknown stage(s) {', '.join(sorted(unknown))}; this worker runs: {', '.join(STAGES)}")
-    if set(stages) != set(STAGES):
-        raise StreamError("ingest and profile run fused in one agent (no repartition hop): use --stages ingest,profile")
+    if not {"ingest", "profile"} <= set(stages):
+        raise StreamError("ingest and profile run fused in one agent (no repartition hop): include both in --stages")
+    if ("score" in stages) != ("feedback" in stages):
+        raise StreamError("score and feedback share the join of recommendations and clicks: run both or neither")
     topology = Topology.load(settings.paths.topology)
     registry = SchemaRegistry(settings.paths.schemas_dir)
     clicks = topology.topic("clicks.v1")
@@ -149,12 +166,34 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     ingest_cfg = IngestConfig(i.event_types, i.max_skew_s, i.max_future_s, i.dedupe_window_s, i.dedupe_ids,
                               i.max_price, i.max_dwell_ms, i.pseudonymise_key)
     profile_cfg = ProfileConfig(p.affinity_half_life_s, p.session_gap_s, p.last_items, p.max_categories)
-    handlers = [IngestStage(ingest_cfg, users, out, registry, clicks.name, clicks.partitions),
-                ProfileStage(profile_cfg, users)]
+    handlers: list = [IngestStage(ingest_cfg, users, out, registry, clicks.name, clicks.partitions),
+                      ProfileStage(profile_cfg, users)]
+    m = settings.model
+    slot = feedback = learn = None
+    if "score" in stages:
+        join = FeedbackJoin(window_ms=int(m.attribution_window_s * 1000))
+        slot = ModelSlot(m.name, export(new_model(m.learning_rate), version=0))
+        feedback = FeedbackStage(join, out, registry)
+        score = ScoreStage(RecommendConfig(m.k, m.candidates, policy=m.policy, explore=m.explore), m.request_types, users,
+                           Catalog(m.catalog_half_life_s), slot, join, feedback, out, registry)
+        handlers += [feedback, score]
+    stats = [h.stats for h in handlers]
+    models = ModelRegistry(settings.redis.url, m.hmac_key, registry, settings.redis.key_prefix)
+    if "learn" in stages:
+        learn = LearnLoop(models, registry, out, m.name, m.learning_rate, m.k, m.release_every_examples,
+                          m.release_every_s)
+        stats.append(learn.stats)
     runner = StageRunner(handlers, KafkaDeadLetters(out, registry), registry)
-    w = Worker(settings, worker_id, app, out, users, runner, [h.stats for h in handlers],
-               {s: topology.stage(s).monitor for s in STAGES}, registry)
+    w = Worker(settings, worker_id, app, out, users, runner, stats,
+               {s.stage: topology.stage(s.stage).monitor for s in stats}, registry,
+               models=models, slot=slot, feedback=feedback, learn=learn)
     _wire(w, source, table)
+    if slot is not None:
+        _wire_scoring(w)
+    if learn is not None:
+        fb = topology.topic("feedback.v1")
+        _wire_learning(w, app.topic(fb.name, partitions=fb.partitions, key_serializer="raw",
+                                    value_serializer="raw"))
     return w
 
 
@@ -197,7 +236,7 @@ def _wire(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
     async def redis_writer() -> None:
         writer = ProfileWriter(settings.redis.url, settings.redis.key_prefix)
         interval = settings.profile.redis_flush_interval_s
-        stats = w.stats[-1]
+        stats = w.stage("profile")
         try:
             while not app.should_stop:
                 await asyncio.sleep(interval)
@@ -224,6 +263,59 @@ def _wire(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
         w.users.forget_partitions(lambda p: p in w.assigned)
         w.resync = True  # after recovery, make Redis current for every user we now own
         event(log, "partitions_assigned", worker=w.worker_id, partitions=sorted(w.assigned))
+
+
+def _wire_scoring(w: Worker) -> None:
+    app, m = w.app, w.settings.model
+    refused: set[int] = set()
+
+    @app.timer(1.0)
+    async def close_windows() -> None:
+        w.feedback.close_windows()
+
+    @app.timer(m.poll_interval_s)
+    async def follow_releases() -> None:
+        """Hot swap: serve the latest release of the model, once its integrity is checked."""
+        try:
+            latest = await asyncio.to_thread(w.models.latest, m.name)
+            if latest is None or latest["version"] in (w.slot.scorer.version, *refused):
+                return
+            model = await asyncio.to_thread(w.models.load, latest)
+        except ModelIntegrityError as exc:
+            refused.add(latest["version"])
+            event(log, "model_refused", logging.ERROR, model=m.name, version=latest["version"],
+                  serving=w.slot.scorer.version, error=str(exc))
+            return
+        except StoreError as exc:
+            event(log, "registry_unavailable", logging.WARNING, error=str(exc))
+            return
+        w.slot.scorer = export(model, latest["version"])
+        w.stage("score").add_output("model_swaps")
+        event(log, "model_swapped", model=m.name, version=latest["version"], worker=w.worker_id)
+
+
+def _wire_learning(w: Worker, topic: faust.TopicT) -> None:
+    app, learn = w.app, w.learn
+
+    @app.agent(topic, name="learn")
+    async def learner(stream: faust.StreamT) -> None:
+        try:
+            await asyncio.to_thread(learn.start)
+        except Exception as exc:
+            die(f"learner could not start: {type(exc).__name__}: {exc}")
+        async for values in stream.take(500, within=0.5):
+            try:  # river updates run off the event loop
+                await asyncio.to_thread(_learn_batch, learn, values)
+            except StreamError as exc:
+                die(f"learner failed: {exc}")
+            except Exception as exc:  # never let Faust restart a half-updated learner silently
+                die(f"unexpected {type(exc).__name__} in the learner: {exc}")
+
+
+def _learn_batch(learn: LearnLoop, values: list[bytes]) -> None:
+    for v in values:
+        learn.process(v)
+    learn.maybe_release()
 
 
 def _mark_all_changed(w: Worker, table: faust.Table) -> None:
@@ -257,7 +349,7 @@ def _table_size(w: Worker, table: faust.Table) -> None:
     data = table.data.data if hasattr(table.data, "data") else table.data
     n = len(data)
     size = sys.getsizeof(data) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in list(data.items()))
-    outputs = w.stats[-1].outputs
+    outputs = w.stage("profile").outputs
     outputs["table_entries"] = float(n)
     outputs["table_bytes"] = float(size)
     outputs["table_bytes_per_profile"] = size / n if n else 0.0

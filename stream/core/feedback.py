@@ -1,8 +1,11 @@
 """feedback: join served recommendations with the same user's later events.
 
 A recommendation stays open for ``window_ms`` of event time. A click (or add-to-cart,
-purchase) on one of its items inside the window is a positive, at once; when event
-time passes the window, every item not clicked becomes a negative. A second click on
+purchase) on one of its items inside the window marks it positive; when event time
+passes the window, the whole recommendation is resolved at once: clicked items as
+positives, the others as negatives. (Emitting positives at once and negatives a window
+later feeds the learner long runs of one class, which makes SGD swing; measured in
+the simulator.) A second click on
 the same item counts as a duplicate; a click after the window closed counts as late.
 State is bounded: open recommendations per user, and a fixed-size memory of closed ones.
 
@@ -10,10 +13,10 @@ State is bounded: open recommendations per user, and a fixed-size memory of clos
 >>> rec = {"rec_id": "r1", "user_id": "u", "created": 0, "items": [{"item_id": "a"}, {"item_id": "b"}]}
 >>> j.on_recommendation(rec)
 []
->>> [(i["item_id"], label) for i, label, _ in j.on_event("u", "a", "click", 500)]
-[('a', 1)]
+>>> j.on_event("u", "a", "click", 500)
+1
 >>> [(i["item_id"], label) for i, label, _ in j.expire(2000)]
-[('b', 0)]
+[('a', 1), ('b', 0)]
 """
 
 from __future__ import annotations
@@ -56,11 +59,11 @@ class FeedbackJoin:
         heapq.heappush(self.heap, (deadline, rec["rec_id"], user))
         return out
 
-    def on_event(self, user: str, item: str | None, event_type: str, ts: int) -> list[tuple[dict, int, dict]]:
-        """Positives for a click on a served item: ``[(item_record, 1, rec)]``."""
+    def on_event(self, user: str, item: str | None, event_type: str, ts: int) -> int:
+        """Mark clicks on served items; returns how many open recommendations it hit."""
         if not item or event_type not in POSITIVE_TYPES:
-            return []
-        out = []
+            return 0
+        out = 0
         hit = False
         for o in self.open.get(user, {}).values():
             if ts > o.deadline or ts < o.rec["created"]:
@@ -72,8 +75,7 @@ class FeedbackJoin:
                         self.counts["duplicate_click"] += 1
                     else:
                         o.clicked.add(item)
-                        self.counts["positive"] += 1
-                        out.append((it, 1, o.rec))
+                        out += 1
         if not hit and (user, item) in self.closed:
             self.counts["late_click"] += 1
         return out
@@ -96,9 +98,9 @@ class FeedbackJoin:
         out = []
         for it in o.rec["items"]:
             self.closed[(user, it["item_id"])] = o.rec["rec_id"]
-            if it["item_id"] not in o.clicked:
-                self.counts["negative"] += 1
-                out.append((it, 0, o.rec))
+            label = 1 if it["item_id"] in o.clicked else 0
+            self.counts["positive" if label else "negative"] += 1
+            out.append((it, label, o.rec))
         while len(self.closed) > self.closed_memory:
             self.closed.popitem(last=False)
         return out

@@ -25,6 +25,9 @@ class RecommendConfig:
     candidates: int = 200
     top_categories: int = 3
     policy: str = "model"  # model | popularity | random
+    #: share of the k slots given to other candidates at random, so the model also learns
+    #: what it would not have shown (without it, what is shown is all it ever sees)
+    explore: float = 0.1
 
 
 def candidates(profile: dict, catalog: Catalog, cfg: RecommendConfig) -> list[tuple[str, int]]:
@@ -64,9 +67,16 @@ def recommend(profile: dict, catalog: Catalog, scorer: Scorer, cfg: RecommendCon
     else:
         r = rng or _random.Random()
         scores = np.array([r.random() for _ in items])
-    best = top_k(scores, cfg.k)
-    out = [{"item_id": items[j], "score": float(scores[j]), "category": cats[j], "source": SOURCES[cands[j][1]],
-            "features": {"pop": float(pop[j]), "seen": float(seen[j])}} for j in best]
+    n_explore = int(round(cfg.k * cfg.explore)) if len(items) > cfg.k else 0
+    best = list(top_k(scores, cfg.k - n_explore))
+    explored: list[int] = []
+    if n_explore:
+        r = rng or _random.Random()
+        rest = [j for j in range(len(items)) if j not in set(best)]
+        explored = r.sample(rest, n_explore)
+    out = [{"item_id": items[j], "score": float(scores[j]), "category": cats[j],
+            "source": "explore" if j in explored else SOURCES[cands[j][1]],
+            "features": {"pop": float(pop[j]), "seen": float(seen[j])}} for j in best + explored]
     return out, user, len(items)
 
 

@@ -30,4 +30,4 @@ class ProfileStage:
         self.users.changed(user)
         stats.count("out")
         stats.event_lag(max(0.0, self.clock() - ev["timestamp"] / 1000))
-        return None
+        return ev  # on to feedback and score, when they run

@@ -31,8 +31,10 @@ REALISTIC = {
     "UserState": None,  # filled below from the UserProfile example
     "Recommendation": {"rec_id": "r1", "user_id": "u1", "request_event_id": "e1", "created": 1_700_000_000_000,
                        "model_name": "reco", "model_version": 3, "variant": "champion",
-                       "items": [{"item_id": "i1", "score": 0.8, "category": "c01", "source": "popular"},
-                                 {"item_id": "i2", "score": 0.3, "category": None, "source": "related"}],
+                       "items": [{"item_id": "i1", "score": 0.8, "category": "c01", "source": "popular",
+                                  "features": {"pop": 0.9, "seen": 0.0}},
+                                 {"item_id": "i2", "score": 0.3, "category": None, "source": "related",
+                                  "features": {}}],
                        "features": {"ctr_7d": 0.1, "views": 12.0}, "candidates": 200},
     "Feedback": {"rec_id": "r1", "user_id": "u1", "item_id": "i1", "category": "c01", "rank": 0, "label": 1,
                  "score": 0.8, "model_name": "reco", "model_version": 3, "variant": "champion",

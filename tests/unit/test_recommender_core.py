@@ -43,7 +43,7 @@ def test_vectorised_scores_equal_river_predictions():
     m = trained_model(cat, profiles, g)
     scorer = export(m, version=3)
     for u, p in list(profiles.items())[:10]:
-        items, user, n = recommend(p, cat, scorer, RecommendConfig(k=200, candidates=200))
+        items, user, n = recommend(p, cat, scorer, RecommendConfig(k=200, candidates=200, explore=0.0))
         assert n > 50
         for it in items:
             x = item_features(user, it)
@@ -81,7 +81,7 @@ def test_model_ranks_better_than_popularity_on_ground_truth():
     def true_ctr(policy):
         total = 0.0
         for u, p in profiles.items():
-            items, _, _ = recommend(p, cat, scorer, RecommendConfig(k=10, policy=policy), rng=random.Random(0))
+            items, _, _ = recommend(p, cat, scorer, RecommendConfig(k=10, policy=policy, explore=0.0), rng=random.Random(0))
             total += sum(g.user_prefs(u)[int(it["category"][1:])] for it in items) / len(items)
         return total / len(profiles)
     assert true_ctr("model") > 1.2 * true_ctr("popularity")
@@ -101,13 +101,13 @@ def rec(rec_id, created, items, user="u"):
 def test_join_positive_negative_duplicate_and_late():
     j = FeedbackJoin(window_ms=1000)
     j.on_recommendation(rec("r1", 0, ["a", "b", "c"]))
-    assert [(i["item_id"], y) for i, y, _ in j.on_event("u", "b", "click", 10)] == [("b", 1)]
-    assert j.on_event("u", "b", "click", 20) == [] and j.counts["duplicate_click"] == 1
-    assert j.on_event("u", "a", "view", 30) == []  # a view is not a click
-    assert j.on_event("other", "a", "click", 30) == []  # another user's click
+    assert j.on_event("u", "b", "click", 10) == 1
+    assert j.on_event("u", "b", "click", 20) == 0 and j.counts["duplicate_click"] == 1
+    assert j.on_event("u", "a", "view", 30) == 0  # a view is not a click
+    assert j.on_event("other", "a", "click", 30) == 0  # another user's click
     assert j.expire(1000) == []  # the window is still open at its deadline
-    assert sorted((i["item_id"], y) for i, y, _ in j.expire(1001)) == [("a", 0), ("c", 0)]
-    assert j.on_event("u", "a", "click", 1500) == [] and j.counts["late_click"] == 1
+    assert sorted((i["item_id"], y) for i, y, _ in j.expire(1001)) == [("a", 0), ("b", 1), ("c", 0)]
+    assert j.on_event("u", "a", "click", 1500) == 0 and j.counts["late_click"] == 1
     assert j.open_count() == 0 and j.counts["positive"] == 1 and j.counts["negative"] == 2
 
 
@@ -118,6 +118,8 @@ def test_join_bounds_open_recommendations_per_user():
     closed = j.on_recommendation(rec("r3", 2, ["c"]))
     assert [(i["item_id"], y) for i, y, _ in closed] == [("a", 0)] and j.counts["evicted"] == 1
     assert j.open_count() == 2
+    j.on_event("u", "b", "click", 5)
+    assert [(i["item_id"], y) for i, y, _ in j.expire(20_000)] == [("b", 1), ("c", 0)]
 
 
 def test_learner_predicts_before_learning_and_tracks_metrics():

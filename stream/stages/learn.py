@@ -1,0 +1,91 @@
+"""learn: the single learner of a model, fed from feedback.v1 (one partition).
+
+Progressive validation per variant, a release to the registry every N examples or T
+seconds (announced on models.v1), freeze/resume/reset switches read from the registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from stream.adapters.output import Output
+from stream.adapters.registry import ModelIntegrityError, ModelRegistry
+from stream.core.learn import Learner
+from stream.core.model import new_model
+from stream.errors import SerdeError
+from stream.log import event
+from stream.monitor import StageStats
+from stream.serde import SchemaRegistry
+
+log = logging.getLogger("stream.learn")
+FAMILY = "logreg"
+
+
+class LearnLoop:
+    def __init__(self, registry: ModelRegistry, serde: SchemaRegistry, out: Output, name: str, lr: float,
+                 k: int, release_every: int, release_every_s: float) -> None:
+        self.registry, self.serde, self.out, self.name, self.lr, self.k = registry, serde, out, name, lr, k
+        self.release_every, self.release_every_s = release_every, release_every_s
+        self.stats = StageStats("learn")
+        self.learner: Learner | None = None
+        self.since_release = 0
+        self.last_release = time.monotonic()
+
+    def start(self) -> dict:
+        """Continue from the latest release, or start (and release) a fresh model."""
+        latest = self.registry.latest(self.name)
+        model, version = new_model(self.lr), 0
+        if latest is not None:
+            try:
+                model, version = self.registry.load(latest), latest["version"]
+            except ModelIntegrityError as exc:
+                event(log, "model_refused", logging.ERROR, model=self.name, version=latest["version"], error=str(exc))
+        self.learner = Learner(model, self.name, version)
+        self.learner.frozen = self.registry.flag(self.name, "frozen")
+        if version == 0:
+            return self.release(parent=None)
+        event(log, "learner_resumed", model=self.name, version=version)
+        return latest
+
+    def process(self, raw: bytes) -> None:
+        try:
+            fb = self.serde.decode("Feedback", raw)
+        except SerdeError as exc:
+            self.stats.count("rejected")
+            event(log, "feedback_undecodable", logging.WARNING, error=str(exc))
+            return
+        self.stats.count("in")
+        self.learner.learn(fb["features"], fb["label"], fb["rec_id"], fb["variant"], self.k)
+        self.since_release += 1
+        self.stats.count("out")
+
+    def maybe_release(self) -> dict | None:
+        """Apply the freeze/reset switches; release when enough examples or time have passed."""
+        ln = self.learner
+        frozen = self.registry.flag(self.name, "frozen")
+        if frozen != ln.frozen:
+            ln.frozen = frozen
+            event(log, "learning_frozen" if frozen else "learning_resumed", model=self.name, version=ln.version)
+        if self.registry.flag(self.name, "reset"):
+            self.registry.set_flag(self.name, "reset", False)
+            self.learner = Learner(new_model(self.lr), self.name, ln.version)
+            event(log, "model_reset", model=self.name, from_version=ln.version)
+            return self.release(parent=None)
+        due = self.since_release >= self.release_every or \
+            (self.since_release and time.monotonic() - self.last_release >= self.release_every_s)
+        return self.release(parent=ln.version) if due and not ln.frozen else None
+
+    def release(self, parent: int | None) -> dict:
+        ln = self.learner
+        metrics = ln.metrics("champion")
+        rec = self.registry.release(self.name, ln.model, family=FAMILY, parent=parent, examples=ln.examples,
+                                    metrics=metrics)
+        ln.version = rec["version"]
+        self.out.produce("models.v1", self.serde.encode("ModelRelease", rec), key=self.name.encode())
+        self.since_release, self.last_release = 0, time.monotonic()
+        self.stats.outputs.update({f"{k}": v for k, v in metrics.items()})
+        self.stats.add_output("releases")
+        event(log, "model_released", model=self.name, version=rec["version"], parent=parent,
+              examples_seen=ln.examples, **{f"metric_{k}": round(v, 4) for k, v in metrics.items()})
+        return rec
