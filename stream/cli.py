@@ -291,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--warmup-events", type=int, default=20_000, help="synthetic events before the simulator")
     sp.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
 
+    from stream.model_cli import add_parser as add_model_parser
+    add_model_parser(sub)
+
     add("config", cmd_config, "print the effective settings as JSON")
     return p
 

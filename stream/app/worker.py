@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stream.adapters.dlq import KafkaDeadLetters
 from stream.adapters.output import Output
 from stream.adapters.redis_store import ProfileWriter
-from stream.adapters.registry import ModelIntegrityError, ModelRegistry
+from stream.adapters.registry import ModelRegistry
 from stream.config import Settings
 from stream.core.ingest import IngestConfig
 from stream.core.catalog import Catalog
@@ -188,12 +188,13 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
                {s.stage: topology.stage(s.stage).monitor for s in stats}, registry,
                models=models, slot=slot, feedback=feedback, learn=learn)
     _wire(w, source, table)
+    from stream.app import recommender  # noqa: PLC0415 - it imports this module
     if slot is not None:
-        _wire_scoring(w)
+        recommender.wire_scoring(w)
     if learn is not None:
         fb = topology.topic("feedback.v1")
-        _wire_learning(w, app.topic(fb.name, partitions=fb.partitions, key_serializer="raw",
-                                    value_serializer="raw"))
+        recommender.wire_learning(w, app.topic(fb.name, partitions=fb.partitions, key_serializer="raw",
+                                               value_serializer="raw"))
     return w
 
 
@@ -263,59 +264,6 @@ def _wire(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
         w.users.forget_partitions(lambda p: p in w.assigned)
         w.resync = True  # after recovery, make Redis current for every user we now own
         event(log, "partitions_assigned", worker=w.worker_id, partitions=sorted(w.assigned))
-
-
-def _wire_scoring(w: Worker) -> None:
-    app, m = w.app, w.settings.model
-    refused: set[int] = set()
-
-    @app.timer(1.0)
-    async def close_windows() -> None:
-        w.feedback.close_windows()
-
-    @app.timer(m.poll_interval_s)
-    async def follow_releases() -> None:
-        """Hot swap: serve the latest release of the model, once its integrity is checked."""
-        try:
-            latest = await asyncio.to_thread(w.models.latest, m.name)
-            if latest is None or latest["version"] in (w.slot.scorer.version, *refused):
-                return
-            model = await asyncio.to_thread(w.models.load, latest)
-        except ModelIntegrityError as exc:
-            refused.add(latest["version"])
-            event(log, "model_refused", logging.ERROR, model=m.name, version=latest["version"],
-                  serving=w.slot.scorer.version, error=str(exc))
-            return
-        except StoreError as exc:
-            event(log, "registry_unavailable", logging.WARNING, error=str(exc))
-            return
-        w.slot.scorer = export(model, latest["version"])
-        w.stage("score").add_output("model_swaps")
-        event(log, "model_swapped", model=m.name, version=latest["version"], worker=w.worker_id)
-
-
-def _wire_learning(w: Worker, topic: faust.TopicT) -> None:
-    app, learn = w.app, w.learn
-
-    @app.agent(topic, name="learn")
-    async def learner(stream: faust.StreamT) -> None:
-        try:
-            await asyncio.to_thread(learn.start)
-        except Exception as exc:
-            die(f"learner could not start: {type(exc).__name__}: {exc}")
-        async for values in stream.take(500, within=0.5):
-            try:  # river updates run off the event loop
-                await asyncio.to_thread(_learn_batch, learn, values)
-            except StreamError as exc:
-                die(f"learner failed: {exc}")
-            except Exception as exc:  # never let Faust restart a half-updated learner silently
-                die(f"unexpected {type(exc).__name__} in the learner: {exc}")
-
-
-def _learn_batch(learn: LearnLoop, values: list[bytes]) -> None:
-    for v in values:
-        learn.process(v)
-    learn.maybe_release()
 
 
 def _mark_all_changed(w: Worker, table: faust.Table) -> None:

@@ -84,7 +84,9 @@ def test_commands_without_a_stack_fail_clearly(state_env):
 
 
 @pytest.mark.parametrize("args", [[], ["up"], ["status"], ["down"], ["topics"], ["topics", "create"],
-                                  ["topics", "list"], ["tail"], ["produce"], ["config"]])
+                                  ["topics", "list"], ["tail"], ["produce"], ["config"],
+                                  ["worker"], ["profile"], ["demo"], ["model"], ["model", "list"],
+                                  ["model", "show"], ["model", "freeze"], ["model", "resume"], ["model", "reset"]])
 def test_every_command_has_help(args):
     proc = run_cli(*args, "--help")
     assert proc.returncode == 0 and proc.stdout.startswith("usage: stream")

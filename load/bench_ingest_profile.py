@@ -1,0 +1,185 @@
+"""Benchmark: ingest+profile events/s for this project's worker vs baselines, in one run.
+
+For each input shape (ClickBatch envelopes of 100, single events) on a fresh embedded
+stack: produce N events to clicks.v1, then measure
+  (a) `stream worker` (this project), from the first processed event to the last,
+      by polling its Prometheus counters;
+  (b) a tutorial-style Faust app, (c) a raw confluent-kafka + fastavro loop and
+  (d) a bare Faust pass-through agent on the same topic (load/baselines.py).
+Then, on a fresh stack, the worker under a steady load at half its measured maximum
+(batches with a 5 ms linger): event-time lag quantiles from monitor.profile.v1, and
+the table's bytes per profile.
+
+    python -m load.bench_ingest_profile --events 200000 --users 1000 --out docs/bench-ingest-profile.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from stream.adapters.kafka import ensure_topology, producer, read
+from stream.config import Settings
+from stream.loadgen import produce_workload
+from stream.serde import SchemaRegistry
+from stream.stack import Stack, free_port, stop_pid
+from stream.topology import Topology
+from stream.workload import Workload
+
+from load import baselines
+
+TOPOLOGY = Topology.load()
+CLICKS = TOPOLOGY.topic("clicks.v1")
+
+
+def say(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+class Env:
+    """A fresh embedded stack with every topic created; stopped on exit."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="bench-")
+        self.stack = Stack(Settings.load(env={"STREAM_STACK_STATE_DIR": self.dir}))
+
+    def __enter__(self) -> "Env":
+        procs, _ = self.stack.up()
+        self.bootstrap, self.redis = procs["broker"].endpoint, procs["redis"].endpoint
+        ensure_topology(self.bootstrap, TOPOLOGY)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.down()
+
+    def worker(self, extra_env: dict[str, str] | None = None) -> tuple[object, int]:
+        import subprocess
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
+        env.update({"STREAM_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "STREAM_REDIS_URL": self.redis,
+                    "STREAM_STACK_STATE_DIR": self.dir, "STREAM_MONITOR_INTERVAL_S": "1", **(extra_env or {})})
+        log = open(Path(self.dir) / "worker.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", "--web-port", str(port),
+                                 "--worker-id", "bench"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        return proc, port
+
+
+def counter(port: int, stage: str = "ingest", outcome: str = "in") -> float | None:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return None
+    needle = f'stream_events_total{{outcome="{outcome}",stage="{stage}"}} '
+    return next((float(l[len(needle):]) for l in text.splitlines() if l.startswith(needle)), 0.0)
+
+
+def measure_worker(env: Env, events: int, timeout_s: float) -> dict:
+    """Events/s of `stream worker` over pre-produced input, from its first to its last event."""
+    proc, port = env.worker()
+    try:
+        deadline = time.monotonic() + timeout_s
+        first = None
+        while time.monotonic() < deadline:
+            v = counter(port)
+            now = time.monotonic()
+            if v and first is None:
+                first = (now, v)
+            if v is not None and v >= events:
+                seconds = now - first[0]
+                return {"events": int(v - first[1]), "seconds": round(seconds, 3),
+                        "events_per_s": round((v - first[1]) / seconds) if seconds else None}
+            time.sleep(0.02)
+        raise RuntimeError(f"worker did not finish {events} events in {timeout_s}s")
+    finally:
+        stop_pid(proc.pid, 20)
+
+
+def throughput(shape: str, args: argparse.Namespace) -> dict:
+    batch = 100 if shape == "batch100" else 0
+    n = args.events if batch else args.single_events
+    with Env() as env:
+        say(f"{shape}: producing {n:,} events")
+        produce_workload(producer(env.bootstrap), CLICKS, Workload(seed=args.seed, users=args.users), events=n,
+                         batch_size=batch)
+        out = {"stream_worker": measure_worker(env, n, args.timeout)}
+        say(f"{shape}: stream worker {out['stream_worker']['events_per_s']:,} events/s")
+        runs = {"tutorial_faust": baselines.run_tutorial_faust, "raw_loop": baselines.run_raw_loop,
+                "faust_passthrough": baselines.run_faust_passthrough}
+        for name, fn in runs.items():
+            if name == "tutorial_faust" and n > args.tutorial_events_cap:
+                out[name] = {"skipped": f"more than {args.tutorial_events_cap} events (it runs ~1k/s)"}
+                continue
+            out[name] = fn(env.bootstrap, CLICKS.name, n, CLICKS.partitions, args.timeout)
+            say(f"{shape}: {name} {out[name].get('events_per_s')} events/s")
+    return out
+
+
+def latency(rate: float, args: argparse.Namespace) -> dict:
+    """The worker under a steady load: event-time lag quantiles and table bytes per profile."""
+    reg = SchemaRegistry.default()
+    with Env() as env:
+        proc, port = env.worker()
+        try:
+            deadline = time.monotonic() + 60
+            while counter(port) is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(4)  # group join
+            n = int(rate * args.latency_seconds)
+            say(f"latency: {n:,} events at {rate:,.0f}/s (batches of 100, 5 ms linger)")
+            wl = Workload(seed=args.seed + 1, users=args.users, rate=rate)
+            stats = produce_workload(producer(env.bootstrap), CLICKS, wl, events=n, batch_size=100,
+                                     target_rate=rate, batch_linger_ms=5)
+            time.sleep(3)
+        finally:
+            stop_pid(proc.pid, 20)
+        records = [reg.decode("StageMetrics", m.value) for m in read(env.bootstrap, "monitor.profile.v1",
+                                                                        idle_timeout=2)]
+    busy = [r for r in records if r["events_out"] > rate * 0.5][1:-1]  # steady windows only
+    p99s = [r["event_lag_ms"]["p99"] for r in busy]
+    table = max((r["outputs"].get("table_bytes_per_profile", 0) for r in records), default=0)
+    entries = max((r["outputs"].get("table_entries", 0) for r in records), default=0)
+    return {"rate": rate, "events": stats.events, "achieved_rate": round(stats.events / stats.seconds),
+            "windows": len(busy), "event_lag_p50_ms_median": round(statistics.median(
+                [r["event_lag_ms"]["p50"] for r in busy]), 2) if busy else None,
+            "event_lag_p99_ms_median": round(statistics.median(p99s), 2) if p99s else None,
+            "event_lag_p99_ms_max": round(max(p99s), 2) if p99s else None,
+            "processing_p99_ms_max": round(max(r["processing_ms"]["p99"] for r in busy), 3) if busy else None,
+            "table_entries": entries, "table_bytes_per_profile": round(table)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--events", type=int, default=200_000, help="events for the batch runs")
+    p.add_argument("--single-events", type=int, default=30_000, help="events for the single-event runs")
+    p.add_argument("--users", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--tutorial-events-cap", type=int, default=60_000)
+    p.add_argument("--latency-seconds", type=float, default=20)
+    p.add_argument("--shapes", default="batch100,single")
+    p.add_argument("--out", help="write the results as JSON here")
+    args = p.parse_args(argv)
+    results: dict = {"date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "args": vars(args)}
+    for shape in args.shapes.split(","):
+        results[shape] = throughput(shape, args)
+    if "batch100" in results:
+        results["latency_at_half_max"] = latency(results["batch100"]["stream_worker"]["events_per_s"] / 2, args)
+    if "single" in results and results["single"].get("faust_passthrough", {}).get("events_per_s"):
+        results["single_vs_passthrough"] = round(results["single"]["stream_worker"]["events_per_s"]
+                                                 / results["single"]["faust_passthrough"]["events_per_s"], 3)
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
