@@ -59,7 +59,7 @@ class Env:
     def __exit__(self, *exc: object) -> None:
         self.stack.down()
 
-    def worker(self, extra_env: dict[str, str] | None = None) -> tuple[object, int]:
+    def worker(self, stages: str, extra_env: dict[str, str] | None = None) -> tuple[object, int]:
         import subprocess
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
@@ -67,7 +67,8 @@ class Env:
                     "STREAM_STACK_STATE_DIR": self.dir, "STREAM_MONITOR_INTERVAL_S": "1", **(extra_env or {})})
         log = open(Path(self.dir) / "worker.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", "--web-port", str(port),
-                                 "--worker-id", "bench"], env=env, stdout=log, stderr=subprocess.STDOUT)
+                                 "--worker-id", "bench", "--stages", stages], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
         return proc, port
 
 
@@ -80,9 +81,9 @@ def counter(port: int, stage: str = "ingest", outcome: str = "in") -> float | No
     return next((float(l[len(needle):]) for l in text.splitlines() if l.startswith(needle)), 0.0)
 
 
-def measure_worker(env: Env, events: int, timeout_s: float) -> dict:
+def measure_worker(env: Env, events: int, timeout_s: float, stages: str) -> dict:
     """Events/s of `stream worker` over pre-produced input, from its first to its last event."""
-    proc, port = env.worker()
+    proc, port = env.worker(stages)
     try:
         deadline = time.monotonic() + timeout_s
         first = None
@@ -108,11 +109,11 @@ def throughput(shape: str, args: argparse.Namespace) -> dict:
         say(f"{shape}: producing {n:,} events")
         produce_workload(producer(env.bootstrap), CLICKS, Workload(seed=args.seed, users=args.users), events=n,
                          batch_size=batch)
-        out = {"stream_worker": measure_worker(env, n, args.timeout)}
+        out = {"stream_worker": measure_worker(env, n, args.timeout, args.stages)}
         say(f"{shape}: stream worker {out['stream_worker']['events_per_s']:,} events/s")
         runs = {"tutorial_faust": baselines.run_tutorial_faust, "raw_loop": baselines.run_raw_loop,
                 "faust_passthrough": baselines.run_faust_passthrough}
-        for name, fn in runs.items():
+        for name, fn in ({} if args.no_baselines else runs).items():
             if name == "tutorial_faust" and n > args.tutorial_events_cap:
                 out[name] = {"skipped": f"more than {args.tutorial_events_cap} events (it runs ~1k/s)"}
                 continue
@@ -125,7 +126,7 @@ def latency(rate: float, args: argparse.Namespace) -> dict:
     """The worker under a steady load: event-time lag quantiles and table bytes per profile."""
     reg = SchemaRegistry.default()
     with Env() as env:
-        proc, port = env.worker()
+        proc, port = env.worker(args.stages)
         try:
             deadline = time.monotonic() + 60
             while counter(port) is None and time.monotonic() < deadline:
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tutorial-events-cap", type=int, default=60_000)
     p.add_argument("--latency-seconds", type=float, default=20)
     p.add_argument("--shapes", default="batch100,single")
+    p.add_argument("--stages", default="ingest,profile", help="stages the worker runs (issue 3: ingest,profile)")
+    p.add_argument("--no-baselines", action="store_true", help="measure only this project's worker")
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args(argv)
     results: dict = {"date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "args": vars(args)}

@@ -33,7 +33,9 @@ class Catalog:
         self.items: list[str] = []
         self.cat_of: list[str] = []
         self.pop = np.zeros(1024)
+        self.cat_idx = np.full(1024, -1, dtype=np.int64)  # category index per item (-1: none)
         self.categories: dict[str, int] = {}
+        self.category_names: list[str] = []
         self._since_refresh = refresh_every
         self._popular: list[str] = []
         self._by_cat: dict[str, list[str]] = {}
@@ -53,8 +55,12 @@ class Catalog:
             self.cat_of.append(category or "")
             if i >= len(self.pop):
                 self.pop = np.concatenate([self.pop, np.zeros(len(self.pop))])
-        if category and category not in self.categories:
-            self.categories[category] = len(self.categories)
+                self.cat_idx = np.concatenate([self.cat_idx, np.full(len(self.cat_idx), -1, dtype=np.int64)])
+            if category:
+                if category not in self.categories:
+                    self.categories[category] = len(self.category_names)
+                    self.category_names.append(category)
+                self.cat_idx[i] = self.categories[category]
         scale = (ts - self.t_ref) / self.half_life_ms
         if scale > 30:  # rebase before the scale factors overflow
             self.pop *= 2.0 ** -scale
@@ -88,11 +94,16 @@ class Catalog:
         i = self.index.get(item)
         return self.cat_of[i] if i is not None and self.cat_of[i] else None
 
-    def pop_log(self, items: list[str]) -> np.ndarray:
+    def indices(self, items: list[str]) -> np.ndarray:
+        """Catalog indices of items (-1 for unknown ones)."""
+        get = self.index.get
+        return np.fromiter((get(it, -1) for it in items), dtype=np.int64, count=len(items))
+
+    def pop_log(self, items: list[str] | np.ndarray) -> np.ndarray:
         """log1p of each item's popularity relative to the most popular item (0..1-ish)."""
+        idx = items if isinstance(items, np.ndarray) else self.indices(items)
         n = len(self.items)
         top = float(self.pop[:n].max()) if n else 1.0
-        idx = np.fromiter((self.index.get(it, -1) for it in items), dtype=np.int64, count=len(items))
         vals = np.where(idx >= 0, self.pop[np.maximum(idx, 0)], 0.0)
         return np.log1p(vals) / math.log1p(top) if top > 0 else vals
 

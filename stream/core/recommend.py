@@ -55,13 +55,15 @@ def recommend(profile: dict, catalog: Catalog, scorer: Scorer, cfg: RecommendCon
     if not cands:
         return [], user_features(profile), 0
     items = [c[0] for c in cands]
-    cats = [catalog.category_of(i) for i in items]
-    pop = catalog.pop_log(items)
-    recent = set(profile["last_items"])
-    seen = np.fromiter((i in recent for i in items), dtype=float, count=len(items))
+    idx = catalog.indices(items)
+    cat_idx = catalog.cat_idx[idx]
+    pop = catalog.pop_log(idx)
+    recent = catalog.indices(profile["last_items"])
+    seen = np.isin(idx, recent[recent >= 0]).astype(float)
     user = user_features(profile)
+    names = catalog.category_names
     if cfg.policy == "model":
-        scores = scorer.scores(scorer.candidate_matrix(user, cats, pop, seen))
+        scores = scorer.score_items(user, cat_idx, names, pop, seen)
     elif cfg.policy == "popularity":
         scores = pop.astype(float)
     else:
@@ -74,7 +76,7 @@ def recommend(profile: dict, catalog: Catalog, scorer: Scorer, cfg: RecommendCon
         r = rng or _random.Random()
         rest = [j for j in range(len(items)) if j not in set(best)]
         explored = r.sample(rest, n_explore)
-    out = [{"item_id": items[j], "score": float(scores[j]), "category": cats[j],
+    out = [{"item_id": items[j], "score": float(scores[j]), "category": names[cat_idx[j]] if cat_idx[j] >= 0 else None,
             "source": "explore" if j in explored else SOURCES[cands[j][1]],
             "features": {"pop": float(pop[j]), "seen": float(seen[j])}} for j in best + explored]
     return out, user, len(items)

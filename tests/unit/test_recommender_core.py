@@ -138,3 +138,21 @@ def test_learner_predicts_before_learning_and_tracks_metrics():
     before = dict(ln.model.weights)
     ln.learn({"aff_share": 1.0}, 1, "rx", "champion", 10)
     assert dict(ln.model.weights) == before and ln.examples == 3000
+
+
+def test_score_items_equals_the_matrix_path_and_river():
+    g, cat, profiles = world()
+    m = trained_model(cat, profiles, g)
+    scorer = export(m, 1)
+    p = next(iter(profiles.values()))
+    cands = [c for c, _ in candidates(p, cat, RecommendConfig())] + ["never-seen-item"]
+    idx = cat.indices(cands)
+    user = user_features(p)
+    pop = cat.pop_log(idx)
+    seen = np.array([i in p["last_items"] for i in cands], dtype=float)
+    fast = scorer.score_items(user, cat.cat_idx[idx], cat.category_names, pop, seen)
+    cats = [cat.category_of(i) for i in cands]
+    matrix = scorer.scores(scorer.candidate_matrix(user, cats, pop, seen))
+    river = [m.predict_proba_one(pair_features(user, c, float(pp), bool(s)))[True]
+             for c, pp, s in zip(cats, pop, seen)]
+    assert np.allclose(fast, matrix, atol=1e-12) and np.allclose(fast, river, atol=1e-12)
