@@ -107,7 +107,7 @@ def throughput(shape: str, args: argparse.Namespace) -> dict:
     n = args.events if batch else args.single_events
     with Env() as env:
         say(f"{shape}: producing {n:,} events")
-        produce_workload(producer(env.bootstrap), CLICKS, Workload(seed=args.seed, users=args.users), events=n,
+        produce_workload(producer(env.bootstrap), CLICKS, Workload(seed=args.seed, users=args.users, rate=50_000), events=n,
                          batch_size=batch)
         out = {"stream_worker": measure_worker(env, n, args.timeout, args.stages)}
         say(f"{shape}: stream worker {out['stream_worker']['events_per_s']:,} events/s")

@@ -85,7 +85,9 @@ class StageStats:
             "processing_ms": ms, "event_lag_ms": lag,
             "consumer_lag": int(self.gauges.get("consumer_lag", -1)),
             "rss_bytes": rss_bytes(),
-            "inputs": dict(self.inputs), "outputs": {**self.outputs, "forwarded": float(w["forwarded"])},
+            "inputs": dict(self.inputs),
+            "outputs": {**self.outputs, **{k: float(v) for k, v in self.gauges.items() if k != "consumer_lag"},
+                        "forwarded": float(w["forwarded"])},
         }
         self.window = dict.fromkeys(OUTCOMES, 0)
         self.messages = 0
@@ -112,6 +114,14 @@ class PrometheusCollector(Collector):
                                  labels=["stage"])
         rss = GaugeMetricFamily("stream_rss_bytes", "Resident memory of the worker", labels=["stage"])
         mem = rss_bytes()
+        extra: dict[str, GaugeMetricFamily] = {}  # other gauges a stage keeps (model metrics, ...)
+        for s in self.stats:
+            for name, value in s.gauges.items():
+                if name == "consumer_lag":
+                    continue
+                fam = extra.setdefault(name, GaugeMetricFamily(f"stream_{name}", f"{name} (stage gauge)",
+                                                               labels=["stage"]))
+                fam.add_metric([s.stage], value)
         for s in self.stats:
             for outcome, n in s.totals.items():
                 events.add_metric([s.stage, outcome], n)
@@ -120,7 +130,7 @@ class PrometheusCollector(Collector):
                 fam.add_metric([s.stage], _export_buckets(h), sum_value=h.total)
             clag.add_metric([s.stage], s.gauges.get("consumer_lag", -1))
             rss.add_metric([s.stage], mem)
-        yield from (events, msgs, proc, lag, clag, rss)
+        yield from (events, msgs, proc, lag, clag, rss, *extra.values())
 
 
 def _export_buckets(h: LogHistogram) -> list[tuple[str, float]]:

@@ -60,6 +60,14 @@ class LearnLoop:
         self.since_release += 1
         self.stats.count("out")
 
+    def update_gauges(self) -> None:
+        """Progressive-validation metrics of the champion as gauges (monitor.learn.v1 + Prometheus)."""
+        g = self.stats.gauges
+        g["model_version"] = float(self.learner.version)
+        g["model_frozen"] = 1.0 if self.learner.frozen else 0.0
+        for k, v in self.learner.metrics("champion").items():
+            g[f"model_{k}"] = v
+
     def maybe_release(self) -> dict | None:
         """Apply the freeze/reset switches; release when enough examples or time have passed."""
         ln = self.learner
@@ -72,6 +80,7 @@ class LearnLoop:
             self.learner = Learner(new_model(self.lr), self.name, ln.version)
             event(log, "model_reset", model=self.name, from_version=ln.version)
             return self.release(parent=None)
+        self.update_gauges()
         due = self.since_release >= self.release_every or \
             (self.since_release and time.monotonic() - self.last_release >= self.release_every_s)
         return self.release(parent=ln.version) if due and not ln.frozen else None
