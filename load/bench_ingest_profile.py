@@ -36,6 +36,7 @@ from stream.workload import Workload
 from load import baselines
 
 TOPOLOGY = Topology.load()
+WORKER_ENV: dict[str, str] = {}  # --worker-env NAME=VALUE settings for the measured worker
 CLICKS = TOPOLOGY.topic("clicks.v1")
 
 
@@ -64,7 +65,8 @@ class Env:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
         env.update({"STREAM_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "STREAM_REDIS_URL": self.redis,
-                    "STREAM_STACK_STATE_DIR": self.dir, "STREAM_MONITOR_INTERVAL_S": "1", **(extra_env or {})})
+                    "STREAM_STACK_STATE_DIR": self.dir, "STREAM_MONITOR_INTERVAL_S": "1", **WORKER_ENV,
+                    **(extra_env or {})})
         log = open(Path(self.dir) / "worker.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", "--web-port", str(port),
                                  "--worker-id", "bench", "--stages", stages], env=env, stdout=log,
@@ -168,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stages", default="ingest,profile", help="stages the worker runs (issue 3: ingest,profile)")
     p.add_argument("--no-baselines", action="store_true", help="measure only this project's worker")
     p.add_argument("--out", help="write the results as JSON here")
+    p.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="a STREAM_* setting for the measured worker (repeatable)")
     args = p.parse_args(argv)
+    WORKER_ENV.update(kv.split("=", 1) for kv in args.worker_env)
     results: dict = {"date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "args": vars(args)}
     for shape in args.shapes.split(","):
         results[shape] = throughput(shape, args)

@@ -274,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
              "Run the chosen stages in one Faust worker process. Several workers share the partitions "
              "through the consumer group. Prometheus metrics are served on the web port at /metrics.")
     sp.add_argument("--stages", default="ingest,profile,feedback,score,learn",
-                    help="comma-separated stages (default: all: ingest,profile,feedback,score,learn)")
+                    help="comma-separated stages (default: all: ingest,profile,feedback,score,learn); "
+                         "`--stages learn` runs the single learner alone, in its own consumer group")
     sp.add_argument("--web-port", type=int, default=None, help="HTTP port for /metrics (default: faust.web_port)")
     sp.add_argument("--worker-id", default=None, help="name in monitoring records (default: host-pid)")
 

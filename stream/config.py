@@ -75,6 +75,8 @@ class FaustSettings:
     broker_heartbeat_interval_s: float = 1.0
     processing_guarantee: str = "at_least_once"
     producer_linger_ms: float = 5.0
+    #: how long the broker may hold a fetch for more data (Faust's own value is 1500 ms)
+    fetch_max_wait_ms: int = 20
     broker_commit_every: int = 10_000
     broker_commit_interval_s: float = 1.0
     data_dir: str = ""

@@ -79,8 +79,8 @@ class Worker:
     worker_id: str
     app: faust.App
     out: Output
-    users: UserStates
-    runner: StageRunner
+    users: UserStates | None
+    runner: StageRunner | None
     stats: list[StageStats]
     monitor_topics: dict[str, str]
     registry: SchemaRegistry
@@ -91,6 +91,7 @@ class Worker:
     slot: ModelSlot | None = None
     feedback: FeedbackStage | None = None
     learn: LearnLoop | None = None
+    table: faust.Table | None = None
 
     def flush_users(self, limit: int | None = None, older_than: float = 0.0) -> int:
         """Changed users -> table + changelog, profiles.v1 and the Redis queue (each encoded once)."""
@@ -133,13 +134,31 @@ class CommitFlush(faust.Sensor):
             die(f"flush before commit failed: {exc}")
 
 
+def tune_fetch_wait(ms: int) -> None:
+    """Faust hard-codes aiokafka's ``fetch_max_wait_ms=1500``; Tansu holds a fetch that long
+    when little data is waiting, which put ~1.5 s of lag on every event (measured). The
+    consumer keeps the value until it starts, so set ours right after Faust creates it."""
+    from faust.transport.drivers import aiokafka as driver
+    cls = driver.AIOKafkaConsumerThread
+    original = getattr(cls._create_worker_consumer, "__wrapped__", cls._create_worker_consumer)
+
+    def create(self, transport):  # noqa: ANN001, ANN202 - Faust's signature
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = ms
+        return consumer
+    create.__wrapped__ = original
+    cls._create_worker_consumer = create
+
+
 def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str | None = None) -> Worker:
     """Build the Faust app and wire the stages (nothing runs until the worker starts)."""
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise StreamError(f"unknown stage(s) {', '.join(sorted(unknown))}; this worker runs: {', '.join(STAGES)}")
-    if not {"ingest", "profile"} <= set(stages):
-        raise StreamError("ingest and profile run fused in one agent (no repartition hop): include both in --stages")
+    learn_only = set(stages) == {"learn"}
+    if not learn_only and not {"ingest", "profile"} <= set(stages):
+        raise StreamError("ingest and profile run fused in one agent (no repartition hop): include both in "
+                          "--stages, or run the learner alone with --stages learn")
     if ("score" in stages) != ("feedback" in stages):
         raise StreamError("score and feedback share the join of recommendations and clicks: run both or neither")
     topology = Topology.load(settings.paths.topology)
@@ -150,24 +169,26 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     worker_id = worker_id or settings.monitor.worker_id or f"{os.uname().nodename}-{os.getpid()}"
     datadir = f.data_dir or os.path.join(settings.stack.state_dir, "faust", worker_id)
     os.makedirs(datadir, exist_ok=True)
+    tune_fetch_wait(f.fetch_max_wait_ms)
     app = faust.App(
-        f.app_id, broker=f"kafka://{settings.kafka.bootstrap_servers}", store="memory://",
+        f.app_id + ("-learn" if learn_only else ""), broker=f"kafka://{settings.kafka.bootstrap_servers}", store="memory://",
         processing_guarantee=f.processing_guarantee, broker_session_timeout=f.broker_session_timeout_s,
         broker_heartbeat_interval=f.broker_heartbeat_interval_s, producer_linger=f.producer_linger_ms / 1000,
         broker_commit_every=f.broker_commit_every, broker_commit_interval=f.broker_commit_interval_s,
         web_enabled=f.web_enabled, web_port=f.web_port, web_bind="0.0.0.0", datadir=datadir,
         topic_partitions=clicks.partitions, key_serializer="raw", value_serializer="raw",
         table_cleanup_interval=3600.0, stream_wait_empty=False, worker_redirect_stdouts=False)
-    source = app.topic(clicks.name, partitions=clicks.partitions, key_serializer="raw", value_serializer="raw")
-    table = app.Table(table_decl.name, partitions=table_decl.partitions, key_type=bytes, value_type=bytes)
     out = Output(settings.kafka.bootstrap_servers, linger_ms=f.producer_linger_ms, client_id=f"stream-{worker_id}")
-    users = UserStates(TableStore(table, out), registry)
+    if not learn_only:
+        source = app.topic(clicks.name, partitions=clicks.partitions, key_serializer="raw", value_serializer="raw")
+        table = app.Table(table_decl.name, partitions=table_decl.partitions, key_type=bytes, value_type=bytes)
+        users = UserStates(TableStore(table, out), registry)
     i, p = settings.ingest, settings.profile
     ingest_cfg = IngestConfig(i.event_types, i.max_skew_s, i.max_future_s, i.dedupe_window_s, i.dedupe_ids,
                               i.max_price, i.max_dwell_ms, i.pseudonymise_key)
     profile_cfg = ProfileConfig(p.affinity_half_life_s, p.session_gap_s, p.last_items, p.max_categories)
-    handlers: list = [IngestStage(ingest_cfg, users, out, registry, clicks.name, clicks.partitions),
-                      ProfileStage(profile_cfg, users)]
+    handlers: list = [] if learn_only else [
+        IngestStage(ingest_cfg, users, out, registry, clicks.name, clicks.partitions), ProfileStage(profile_cfg, users)]
     m = settings.model
     slot = feedback = learn = None
     if "score" in stages:
@@ -183,11 +204,13 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
         learn = LearnLoop(models, registry, out, m.name, m.learning_rate, m.k, m.release_every_examples,
                           m.release_every_s)
         stats.append(learn.stats)
-    runner = StageRunner(handlers, KafkaDeadLetters(out, registry), registry)
-    w = Worker(settings, worker_id, app, out, users, runner, stats,
+    runner = StageRunner(handlers, KafkaDeadLetters(out, registry), registry) if handlers else None
+    w = Worker(settings, worker_id, app, out, None if learn_only else users, runner, stats,
                {s.stage: topology.stage(s.stage).monitor for s in stats}, registry,
                models=models, slot=slot, feedback=feedback, learn=learn)
-    _wire(w, source, table)
+    _wire_common(w)
+    if not learn_only:
+        _wire(w, source, table)
     from stream.app import recommender  # noqa: PLC0415 - it imports this module
     if slot is not None:
         recommender.wire_scoring(w)
@@ -198,10 +221,29 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     return w
 
 
+def _wire_common(w: Worker) -> None:
+    """What every worker has: /metrics and the monitoring records of its stages."""
+    app = w.app
+    prom = registry_for(w.stats)
+
+    @app.page("/metrics")
+    async def metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+        # aiohttp wants the charset out of content_type; the exposition is UTF-8 text anyway
+        return web.bytes(generate_latest(prom), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.timer(w.settings.monitor.interval_s)
+    async def monitor() -> None:
+        if w.users is not None:
+            _update_consumer_lag(w)
+            _table_size(w, w.table)
+        w.emit_monitor()
+
+
 def _wire(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
+    """The fused clicks agent, its state flushes and the Redis writer."""
     app, settings = w.app, w.settings
     app.sensors.add(CommitFlush(w))
-    prom = registry_for(w.stats)
+    w.table = table
 
     @app.agent(source, name="clicks")
     async def clicks(stream: faust.StreamT) -> None:
@@ -227,11 +269,6 @@ def _wire(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
         except StreamError as exc:
             die(f"flushing user state failed: {exc}")
 
-    @app.timer(settings.monitor.interval_s)
-    async def monitor() -> None:
-        _update_consumer_lag(w)
-        _table_size(w, table)
-        w.emit_monitor()
 
     @app.task
     async def redis_writer() -> None:
@@ -252,11 +289,6 @@ def _wire(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
                                      max(stats.outputs.get("redis_write_ms_max", 0.0), seconds * 1000))
         finally:
             await writer.close()
-
-    @app.page("/metrics")
-    async def metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
-        # aiohttp wants the charset out of content_type; the exposition is UTF-8 text anyway
-        return web.bytes(generate_latest(prom), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: set, **kwargs: object) -> None:

@@ -42,12 +42,14 @@ def loop(tmp_path_factory):
     with fresh_stack(tmp) as env:
         env = {**env, **ENV}
         w = WorkerProcess(env, tmp, "r1")
+        state = {"env": env, "worker": w, "tmp": tmp, "p": producer(env["STREAM_KAFKA_BOOTSTRAP_SERVERS"])}
         try:
             w.wait_ready()
             assert wait_until(lambda: "event=partitions_assigned" in w.log_path.read_text(), 60, 0.2), w.log_tail()
-            yield {"env": env, "worker": w, "tmp": tmp, "p": producer(env["STREAM_KAFKA_BOOTSTRAP_SERVERS"])}
+            yield state
         finally:
             w.stop()
+            state["worker"].stop()  # a test may have replaced it (restart)
 
 
 def registry(env):

@@ -1,0 +1,30 @@
+"""The README's main job, small: `stream demo` brings everything up, runs the loop, summarises, cleans up."""
+
+import re
+
+import pytest
+
+from stream.stack import pid_alive
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_runs_the_whole_pipeline_and_stops_what_it_started(tmp_path):
+    env = {"STREAM_STACK_STATE_DIR": str(tmp_path / "state"), "STREAM_MODEL_RELEASE_EVERY_EXAMPLES": "300"}
+    proc = run_cli("demo", "--seconds", "15", "--rate", "600", "--users", "100", "--warmup-events", "3000",
+                   env=env, timeout=240)
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "[worker] running all stages" in out and "== summary ==" in out
+    served = int(re.search(r"recommendations\s+([\d,]+) served", out).group(1).replace(",", ""))
+    assert served > 50
+    ctr = float(re.search(r"CTR served\s+([\d.]+)", out).group(1))
+    random_ctr = float(re.search(r"CTR random / ideal\s+([\d.]+)", out).group(1))
+    assert ctr > random_ctr, "even a short run serves better than random"
+    releases = int(re.search(r"model versions\s+(\d+) released", out).group(1))
+    assert releases >= 2
+    rejected = int(re.search(r"rejected to DLQ: (\d+)", out).group(1))
+    assert rejected > 0  # the warm-up's malformed records, each in the DLQ
+    pids = [int(p) for p in re.findall(r"stopped \(pid (\d+)\)", out)]
+    assert len(pids) == 2 and not any(pid_alive(p) for p in pids)
