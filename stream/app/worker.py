@@ -47,6 +47,8 @@ log = logging.getLogger("stream.worker")
 STAGES = ("ingest", "profile", "feedback", "score", "learn")
 DEFAULT_STAGES = "ingest,profile,feedback,score,learn"
 EXIT_FATAL = 70
+#: changelog key of the fence records (never a user: ingest rejects control characters in ids)
+FENCE_KEY = b"\x00fence"
 
 
 def die(reason: str) -> None:
@@ -103,9 +105,20 @@ class Worker:
         return len(flushed)
 
     def commit_flush(self) -> None:
-        """Before Faust commits offsets: every remaining changed user, then wait for delivery."""
+        """Before Faust commits offsets: every remaining changed user, then wait for delivery.
+
+        Then a fence: one record alone in its batch at the end of each owned changelog
+        partition. Tansu reports a partition's end as the start of its last batch + 1, so
+        after multi-record batches Faust's recovery would stop early and restore a state
+        older than the committed input (seen in the kill -9 test: events lost). A
+        single-record last batch makes the reported end exact up to this commit.
+        """
         t0 = time.perf_counter()
         self.flush_users()
+        self.out.flush(timeout=30.0)
+        changelog = self.users.table.changelog
+        for partition in self.assigned:
+            self.out.produce(changelog, b"", key=FENCE_KEY, partition=partition)
         self.out.flush(timeout=30.0)
         ms = (time.perf_counter() - t0) * 1000
         outputs = self.stage("profile").outputs
@@ -303,6 +316,8 @@ def _mark_all_changed(w: Worker, table: faust.Table) -> None:
     w.resync = False
     n = 0
     for key, raw in list(table.data.items()):
+        if key == FENCE_KEY:
+            continue
         profile, used = w.registry.decode_prefix("UserProfile", raw)
         if profile["source_partition"] in w.assigned:
             user = profile["user_id"]

@@ -45,6 +45,8 @@ def validate(ev: dict, now_ms: int, cfg: IngestConfig) -> dict:
         raise ValidationError("missing_event_id", "event_id is empty")
     if not ev.get("user_id"):
         raise ValidationError("missing_user_id", f"event {ev['event_id']}: user_id is empty")
+    if not ev["user_id"].isprintable():
+        raise ValidationError("invalid_user_id", f"event {ev['event_id']}: user_id has control characters")
     etype = ev.get("event_type")
     if etype not in cfg.event_types:
         raise ValidationError("unknown_event_type",

@@ -24,6 +24,7 @@ def test_valid_event_passes():
 @pytest.mark.parametrize("change,reason", [
     ({"event_id": ""}, "missing_event_id"),
     ({"user_id": ""}, "missing_user_id"),
+    ({"user_id": "u\x00fence"}, "invalid_user_id"),
     ({"event_type": "teleport"}, "unknown_event_type"),
     ({"event_type": ""}, "unknown_event_type"),
     ({"timestamp": NOW - 3601 * 1000}, "timestamp_out_of_range"),
