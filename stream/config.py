@@ -78,7 +78,8 @@ class FaustSettings:
     #: how long the broker may hold a fetch for more data (Faust's own value is 1500 ms)
     fetch_max_wait_ms: int = 20
     broker_commit_every: int = 10_000
-    broker_commit_interval_s: float = 1.0
+    #: commits are where state and outputs are flushed: longer = fewer re-encodes of hot users (2.5 s: 27.6k events/s, 1 s: 22-24k)
+    broker_commit_interval_s: float = 2.5
     data_dir: str = ""
     web_port: int = 6066
     web_enabled: bool = True
@@ -180,6 +181,21 @@ class Settings:
             changed[sname] = dataclasses.replace(current, **{
                 k: _coerce(v, _field_types(type(current))[k], f"{sname}.{k}") for k, v in values.items()})
         return dataclasses.replace(self, **changed)
+
+
+def core_config(section: object, cls: type) -> object:
+    """A core module's typed config from a settings section, field by field (by name).
+
+    >>> from stream.core.ingest import IngestConfig
+    >>> core_config(Settings.load(env={}).ingest, IngestConfig).dedupe_ids
+    32
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    missing = names - {f.name for f in dataclasses.fields(section)}
+    if missing:
+        raise ConfigError(f"settings section {type(section).__name__} lacks {', '.join(sorted(missing))} "
+                          f"needed by {cls.__name__}")
+    return cls(**{n: getattr(section, n) for n in names})
 
 
 def _sections() -> dict[str, type]:

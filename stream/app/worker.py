@@ -24,7 +24,7 @@ from stream.adapters.dlq import KafkaDeadLetters
 from stream.adapters.output import Output
 from stream.adapters.redis_store import ProfileWriter
 from stream.adapters.registry import ModelRegistry
-from stream.config import Settings
+from stream.config import Settings, core_config
 from stream.core.ingest import IngestConfig
 from stream.core.catalog import Catalog
 from stream.core.feedback import FeedbackJoin
@@ -196,10 +196,8 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
         source = app.topic(clicks.name, partitions=clicks.partitions, key_serializer="raw", value_serializer="raw")
         table = app.Table(table_decl.name, partitions=table_decl.partitions, key_type=bytes, value_type=bytes)
         users = UserStates(TableStore(table, out), registry)
-    i, p = settings.ingest, settings.profile
-    ingest_cfg = IngestConfig(i.event_types, i.max_skew_s, i.max_future_s, i.dedupe_window_s, i.dedupe_ids,
-                              i.max_price, i.max_dwell_ms, i.pseudonymise_key)
-    profile_cfg = ProfileConfig(p.affinity_half_life_s, p.session_gap_s, p.last_items, p.max_categories)
+    ingest_cfg = core_config(settings.ingest, IngestConfig)
+    profile_cfg = core_config(settings.profile, ProfileConfig)
     handlers: list = [] if learn_only else [
         IngestStage(ingest_cfg, users, out, registry, clicks.name, clicks.partitions), ProfileStage(profile_cfg, users)]
     m = settings.model
