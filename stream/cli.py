@@ -212,9 +212,17 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 # --- config ------------------------------------------------------------------------------
 
+SECRET_FIELDS = ("pseudonymise_key", "hmac_key")
+
+
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     import dataclasses
-    _print_json(dataclasses.asdict(settings))
+    data = dataclasses.asdict(settings)
+    for section in data.values():  # keys are shown as set or not, never in clear
+        for name in SECRET_FIELDS:
+            if name in section:
+                section[name] = "<set>" if section[name] else ""
+    _print_json(data)
     return 0
 
 

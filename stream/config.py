@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from stream.core.ingest import IngestConfig
 from stream.errors import ConfigError
 
 ENV_PREFIX = "STREAM_"
@@ -86,19 +87,9 @@ class FaustSettings:
     log_level: str = "info"
 
 
-@dataclass(frozen=True)
-class IngestSettings:
-    event_types: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase", "search", "recommend_request")
-    #: events more than this far from now (either side) are rejected
-    max_skew_s: float = 7 * 24 * 3600.0
-    max_future_s: float = 300.0
-    dedupe_window_s: float = 600.0
-    #: how many recent event ids per user are remembered for dedupe
-    dedupe_ids: int = 32
-    #: non-empty: user ids are replaced by a keyed hash (HMAC-SHA256) of this key
-    pseudonymise_key: str = ""
-    max_price: float = 1_000_000.0
-    max_dwell_ms: int = 24 * 3600 * 1000
+#: the ingest section is the core's own config (stream.core.ingest.IngestConfig): one
+#: definition of its fields and defaults
+IngestSettings = IngestConfig
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from stream.adapters.output import Output
 from stream.adapters.redis_store import ProfileWriter
 from stream.adapters.registry import ModelRegistry
 from stream.config import Settings, core_config
-from stream.core.ingest import IngestConfig
 from stream.core.catalog import Catalog
 from stream.core.feedback import FeedbackJoin
 from stream.core.model import export, new_model
@@ -196,7 +195,7 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
         source = app.topic(clicks.name, partitions=clicks.partitions, key_serializer="raw", value_serializer="raw")
         table = app.Table(table_decl.name, partitions=table_decl.partitions, key_type=bytes, value_type=bytes)
         users = UserStates(TableStore(table, out), registry)
-    ingest_cfg = core_config(settings.ingest, IngestConfig)
+    ingest_cfg = settings.ingest
     profile_cfg = core_config(settings.profile, ProfileConfig)
     handlers: list = [] if learn_only else [
         IngestStage(ingest_cfg, users, out, registry, clicks.name, clicks.partitions), ProfileStage(profile_cfg, users)]

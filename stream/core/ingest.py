@@ -29,13 +29,17 @@ ITEM_EVENTS = frozenset({"view", "click", "add_to_cart", "purchase"})
 
 @dataclass(frozen=True)
 class IngestConfig:
+    """Also the ``ingest`` settings section (``STREAM_INGEST_<FIELD>``)."""
     event_types: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase", "search", "recommend_request")
+    #: events older than this (or newer than max_future_s) relative to now are rejected
     max_skew_s: float = 7 * 24 * 3600.0
     max_future_s: float = 300.0
+    #: a repeated event_id among the user's last dedupe_ids events within this window is a duplicate
     dedupe_window_s: float = 600.0
     dedupe_ids: int = 32
     max_price: float = 1_000_000.0
     max_dwell_ms: int = 24 * 3600 * 1000
+    #: non-empty: user ids are replaced by a keyed hash (HMAC-SHA256) with this key
     pseudonymise_key: str = ""
 
 

@@ -90,3 +90,11 @@ def test_commands_without_a_stack_fail_clearly(state_env):
 def test_every_command_has_help(args):
     proc = run_cli(*args, "--help")
     assert proc.returncode == 0 and proc.stdout.startswith("usage: stream")
+
+
+def test_config_shows_settings_but_never_keys():
+    proc = run_cli("config", env={"STREAM_INGEST_PSEUDONYMISE_KEY": "s3cret", "STREAM_INGEST_MAX_SKEW_S": "5"},
+                   check=True)
+    cfg = json.loads(proc.stdout)
+    assert cfg["ingest"]["max_skew_s"] == 5.0 and cfg["ingest"]["pseudonymise_key"] == "<set>"
+    assert "s3cret" not in proc.stdout and cfg["model"]["hmac_key"] == "<set>"
