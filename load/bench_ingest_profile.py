@@ -154,7 +154,8 @@ def latency(rate: float, args: argparse.Namespace) -> dict:
             "event_lag_p99_ms_median": round(statistics.median(p99s), 2) if p99s else None,
             "event_lag_p99_ms_max": round(max(p99s), 2) if p99s else None,
             "processing_p99_ms_max": round(max(r["processing_ms"]["p99"] for r in busy), 3) if busy else None,
-            "table_entries": entries, "table_bytes_per_profile": round(table)}
+            "table_entries": entries, "table_bytes_per_profile": round(table),
+            "commit_flush_ms_max": [round(r["outputs"].get("commit_flush_ms_max", 0), 1) for r in busy]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,9 @@ before Faust commits the input offsets, so nothing acknowledged is ever lost.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Mapping
 
 from confluent_kafka import KafkaError, Producer
@@ -30,13 +32,17 @@ class Output:
         self.failed = 0
         self.sent = 0
         self._last_error: str | None = None
+        #: sequence numbers of messages not yet acknowledged, oldest first (dict keeps order)
+        self._unacked: dict[int, None] = {}
+        self.last_seq = -1
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
             self._last_error = str(err)
         event(log, "producer_error", logging.WARNING, error=str(err))
 
-    def _on_delivery(self, err: KafkaError | None, msg: object) -> None:
+    def _acked(self, seq: int, err: KafkaError | None) -> None:
+        self._unacked.pop(seq, None)
         if err is not None:
             self.failed += 1
             self._last_error = str(err)
@@ -44,13 +50,16 @@ class Output:
     def produce(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None,
                 headers: Mapping[str, bytes] | None = None) -> None:
         kwargs = {"partition": partition} if partition is not None else {}
+        seq = self.last_seq + 1
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, headers=dict(headers) if headers else None,
-                                       on_delivery=self._on_delivery, **kwargs)
+                                       on_delivery=lambda err, msg: self._acked(seq, err), **kwargs)
                 break
             except BufferError:  # local queue full: let deliveries drain
                 self._producer.poll(0.05)
+        self.last_seq = seq
+        self._unacked[seq] = None
         self.sent += 1
         if self.sent & 0x3FF == 0:
             self._producer.poll(0)
@@ -66,6 +75,22 @@ class Output:
         if self.failed:
             failed, self.failed = self.failed, 0
             raise BrokerError(f"{failed} output message(s) failed: {self._last_error}")
+
+    def delivered(self, upto: int) -> bool:
+        """Has every message up to sequence number ``upto`` been acknowledged?"""
+        self._producer.poll(0)
+        if self.failed:
+            failed, self.failed = self.failed, 0
+            raise BrokerError(f"{failed} output message(s) failed: {self._last_error}")
+        return not self._unacked or next(iter(self._unacked)) > upto
+
+    async def wait_delivered(self, upto: int, timeout: float = 30.0) -> None:
+        """Like :meth:`flush` for the messages up to ``upto``, without blocking the event loop."""
+        deadline = time.monotonic() + timeout
+        while not self.delivered(upto):
+            if time.monotonic() > deadline:
+                raise BrokerError(f"output messages up to #{upto} not delivered within {timeout:.0f}s")
+            await asyncio.sleep(0.001)
 
     def close(self, timeout: float = 10.0) -> None:
         self._producer.flush(timeout)

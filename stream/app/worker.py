@@ -93,6 +93,7 @@ class Worker:
     feedback: FeedbackStage | None = None
     learn: LearnLoop | None = None
     table: faust.Table | None = None
+    commit_mark: int | None = None
 
     def flush_users(self, limit: int | None = None, older_than: float = 0.0) -> int:
         """Changed users -> table + changelog, profiles.v1 and the Redis queue (each encoded once)."""
@@ -104,24 +105,38 @@ class Worker:
         return len(flushed)
 
     def commit_flush(self) -> None:
-        """Before Faust commits offsets: every remaining changed user, then wait for delivery.
-
-        Then a fence: one record alone in its batch at the end of each owned changelog
-        partition. Tansu reports a partition's end as the start of its last batch + 1, so
-        after multi-record batches Faust's recovery would stop early and restore a state
-        older than the committed input (seen in the kill -9 test: events lost). A
-        single-record last batch makes the reported end exact up to this commit.
-        """
+        """At the start of a commit: encode and produce every remaining changed user (fixes
+        the commit point; the offsets Faust commits are those acknowledged before this)."""
         t0 = time.perf_counter()
         self.flush_users()
-        self.out.flush(timeout=30.0)
-        changelog = self.users.table.changelog
-        for partition in self.assigned:
-            self.out.produce(changelog, b"", key=FENCE_KEY, partition=partition)
-        self.out.flush(timeout=30.0)
+        self.commit_mark = self.out.last_seq
         ms = (time.perf_counter() - t0) * 1000
         outputs = self.stage("profile").outputs
         outputs["commit_flush_ms_max"] = max(outputs.get("commit_flush_ms_max", 0.0), ms)
+
+    async def before_offsets(self) -> None:
+        """Right before Faust writes the offsets: wait (without blocking the loop) until
+        everything produced up to the commit point is acknowledged, then fence.
+
+        The fence is one record written to each owned changelog partition after the
+        committed state is acknowledged, so that state lies in earlier batches. Tansu reports
+        a partition's end as the start of its last batch + 1; without a later batch Faust's
+        recovery stopped early and restored a state older than the committed input (the
+        kill -9 test lost events).
+        """
+        mark = self.commit_mark
+        if mark is None:
+            return
+        self.commit_mark = None
+        t0 = time.perf_counter()
+        await self.out.wait_delivered(mark)
+        changelog = self.users.table.changelog
+        for partition in self.assigned:
+            self.out.produce(changelog, b"", key=FENCE_KEY, partition=partition)
+        await self.out.wait_delivered(self.out.last_seq)
+        outputs = self.stage("profile").outputs
+        outputs["commit_wait_ms_max"] = max(outputs.get("commit_wait_ms_max", 0.0),
+                                            (time.perf_counter() - t0) * 1000)
 
     def stage(self, name: str) -> StageStats:
         return next(s for s in self.stats if s.stage == name)
@@ -254,6 +269,20 @@ def _wire(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
     app, settings = w.app, w.settings
     app.sensors.add(CommitFlush(w))
     w.table = table
+
+    @app.task
+    async def hook_commits() -> None:
+        """Faust awaits its producer's flush() right before it writes offsets: wait there."""
+        producer = app.producer
+        faust_flush = producer.flush
+
+        async def flush() -> None:
+            await faust_flush()
+            try:
+                await w.before_offsets()
+            except StreamError as exc:
+                die(f"outputs not delivered before commit: {exc}")
+        producer.flush = flush
 
     @app.agent(source, name="clicks")
     async def clicks(stream: faust.StreamT) -> None:
