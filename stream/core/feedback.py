@@ -59,26 +59,29 @@ class FeedbackJoin:
         heapq.heappush(self.heap, (deadline, rec["rec_id"], user))
         return out
 
-    def on_event(self, user: str, item: str | None, event_type: str, ts: int) -> int:
-        """Mark clicks on served items; returns how many open recommendations it hit."""
+    def on_event(self, user: str, item: str | None, event_type: str, ts: int, rec_id: str | None = None) -> int:
+        """Attribute a click to ONE open recommendation; returns 1 if it was a new positive.
+
+        Single-touch attribution: the recommendation the click names (``rec_id``) if it is
+        open and holds the item, else the most recent open one holding it. (Crediting every
+        open recommendation that holds the item counted one click several times: a user's
+        lists overlap, and labels came out ~2.5x the true CTR in the simulator.)
+        """
         if not item or event_type not in POSITIVE_TYPES:
             return 0
-        out = 0
-        hit = False
-        for o in self.open.get(user, {}).values():
-            if ts > o.deadline or ts < o.rec["created"]:
-                continue
-            for it in o.rec["items"]:
-                if it["item_id"] == item:
-                    hit = True
-                    if item in o.clicked:
-                        self.counts["duplicate_click"] += 1
-                    else:
-                        o.clicked.add(item)
-                        out += 1
-        if not hit and (user, item) in self.closed:
-            self.counts["late_click"] += 1
-        return out
+        holding = [o for o in self.open.get(user, {}).values()
+                   if o.rec["created"] <= ts <= o.deadline and any(it["item_id"] == item for it in o.rec["items"])]
+        if not holding:
+            if (user, item) in self.closed:
+                self.counts["late_click"] += 1
+            return 0
+        named = [o for o in holding if o.rec["rec_id"] == rec_id]
+        o = named[0] if named else max(holding, key=lambda r: r.rec["created"])
+        if item in o.clicked:
+            self.counts["duplicate_click"] += 1
+            return 0
+        o.clicked.add(item)
+        return 1
 
     def expire(self, watermark: int) -> list[tuple[dict, int, dict]]:
         """Close every recommendation whose window ended before ``watermark`` (event time)."""

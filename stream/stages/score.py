@@ -44,7 +44,7 @@ class FeedbackStage:
         if ts > self.watermark:
             self.watermark = ts
         before = self.join.counts["duplicate_click"]
-        if self.join.on_event(ev["user_id"], ev.get("item_id"), ev["event_type"], ts):
+        if self.join.on_event(ev["user_id"], ev.get("item_id"), ev["event_type"], ts, ev.get("rec_id")):
             self.stats.add_output("clicks_attributed")
         self.stats.count("duplicate", self.join.counts["duplicate_click"] - before)
         self.stats.outputs["late_clicks"] = float(self.join.counts["late_click"])

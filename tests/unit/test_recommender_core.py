@@ -156,3 +156,18 @@ def test_score_items_equals_the_matrix_path_and_river():
     river = [m.predict_proba_one(pair_features(user, c, float(pp), bool(s)))[True]
              for c, pp, s in zip(cats, pop, seen)]
     assert np.allclose(fast, matrix, atol=1e-12) and np.allclose(fast, river, atol=1e-12)
+
+
+def test_a_click_is_credited_to_one_recommendation_only():
+    j = FeedbackJoin(window_ms=10_000)
+    j.on_recommendation(rec("old", 0, ["a", "b"]))
+    j.on_recommendation(rec("new", 5, ["a", "c"]))
+    assert j.on_event("u", "a", "click", 10) == 1  # no rec_id: the most recent list holding it
+    labels = {(r["rec_id"], i["item_id"]): y for i, y, r in j.expire(20_000)}
+    assert labels == {("old", "a"): 0, ("old", "b"): 0, ("new", "a"): 1, ("new", "c"): 0}
+    j.on_recommendation(rec("x", 30_000, ["a"]))
+    j.on_recommendation(rec("y", 30_001, ["a"]))
+    assert j.on_event("u", "a", "click", 30_002, rec_id="x") == 1  # the list the click names
+    assert j.on_event("u", "a", "click", 30_003, rec_id="x") == 0 and j.counts["duplicate_click"] == 1
+    labels = {(r["rec_id"], i["item_id"]): y for i, y, r in j.expire(50_000)}
+    assert labels == {("x", "a"): 1, ("y", "a"): 0}
