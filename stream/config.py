@@ -27,6 +27,7 @@ from typing import Any, Mapping
 import yaml
 
 from stream.core.ingest import IngestConfig
+from stream.core.profile import ProfileConfig
 from stream.errors import ConfigError
 
 ENV_PREFIX = "STREAM_"
@@ -93,11 +94,8 @@ IngestSettings = IngestConfig
 
 
 @dataclass(frozen=True)
-class ProfileSettings:
-    affinity_half_life_s: float = 7 * 24 * 3600.0
-    session_gap_s: float = 30 * 60.0
-    last_items: int = 10
-    max_categories: int = 32
+class ProfileSettings(ProfileConfig):
+    """The core's ProfileConfig (fold parameters) plus how the worker writes profiles out."""
     #: between commits, changed users are flushed in slices of this size every interval
     flush_slice_users: int = 300
     #: ... but only while more than this many users wait (fewer cost a commit only a few ms)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import fastavro
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
@@ -212,8 +212,3 @@ def _explain(schema: Any, record: Any, exc: Exception) -> str:
         text = str(verr)
         return text if len(text) < 500 else text[:500] + "..."
     return f"{type(exc).__name__}: {exc}"
-
-
-def iter_schema_fields(raw: dict) -> Iterable[dict]:
-    """The fields of a raw (unparsed) record schema."""
-    return raw.get("fields", [])

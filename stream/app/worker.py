@@ -14,7 +14,6 @@ import logging
 import os
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import faust
@@ -416,10 +415,6 @@ def run(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str | N
     finally:
         w.out.close()
     return 0
-
-
-def new_worker_id() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 if __name__ == "__main__":  # pragma: no cover

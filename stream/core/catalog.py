@@ -107,9 +107,6 @@ class Catalog:
         vals = np.where(idx >= 0, self.pop[np.maximum(idx, 0)], 0.0)
         return np.log1p(vals) / math.log1p(top) if top > 0 else vals
 
-    def state_size(self) -> int:
-        return len(self.items)
-
 
 def merge_unique(*lists: list[str], limit: int) -> list[tuple[str, int]]:
     """Items from several generators, first occurrence wins, with the index of its generator."""

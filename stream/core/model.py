@@ -81,22 +81,6 @@ class Scorer:
                     X[r, j] = v
         return X
 
-    def candidate_matrix(self, user: dict[str, float], categories: list[str | None], pop: np.ndarray,
-                         seen: np.ndarray) -> np.ndarray:
-        """X for many items of one user, built column-wise with numpy (the serving path)."""
-        n = len(categories)
-        X = np.zeros((n, len(self.names)))
-        idx = self.index
-        X[:, idx["activity"]] = user.get("activity", 0.0)
-        X[:, idx["pop"]] = pop
-        X[:, idx["seen"]] = seen
-        cat_col = np.fromiter((idx.get("cat=" + c, -1) if c else -1 for c in categories), dtype=np.int64, count=n)
-        ok = cat_col >= 0
-        X[np.nonzero(ok)[0], cat_col[ok]] = 1.0
-        X[:, idx["aff_share"]] = [user.get("aff:" + c, 0.0) if c else 0.0 for c in categories]
-        X[:, idx["aff_top"]] = [user.get("top:" + c, 0.0) if c else 0.0 for c in categories]
-        return X
-
     def score_items(self, user: dict[str, float], cat_idx: np.ndarray, category_names: list[str],
                     pop: np.ndarray, seen: np.ndarray) -> np.ndarray:
         """Scores of many items of one user without building X (the serving path).

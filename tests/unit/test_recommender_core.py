@@ -50,20 +50,6 @@ def test_vectorised_scores_equal_river_predictions():
             assert it["score"] == pytest.approx(m.predict_proba_one(x)[True], abs=1e-12)
 
 
-def test_candidate_matrix_equals_the_dict_path():
-    g, cat, profiles = world()
-    scorer = export(trained_model(cat, profiles, g), 1)
-    p = next(iter(profiles.values()))
-    cands = [c for c, _ in candidates(p, cat, RecommendConfig())]
-    user = user_features(p)
-    cats = [cat.category_of(i) for i in cands]
-    pop = cat.pop_log(cands)
-    seen = np.array([i in p["last_items"] for i in cands], dtype=float)
-    fast = scorer.candidate_matrix(user, cats, pop, seen)
-    slow = scorer.matrix([pair_features(user, c, pp, bool(s)) for c, pp, s in zip(cats, pop, seen)])
-    assert np.array_equal(fast, slow)
-
-
 def test_candidates_come_from_the_users_categories_recent_items_and_popularity():
     g, cat, profiles = world()
     p = max(profiles.values(), key=lambda q: q["version"])
@@ -152,7 +138,8 @@ def test_score_items_equals_the_matrix_path_and_river():
     seen = np.array([i in p["last_items"] for i in cands], dtype=float)
     fast = scorer.score_items(user, cat.cat_idx[idx], cat.category_names, pop, seen)
     cats = [cat.category_of(i) for i in cands]
-    matrix = scorer.scores(scorer.candidate_matrix(user, cats, pop, seen))
+    matrix = scorer.scores(scorer.matrix([pair_features(user, c, float(pp), bool(s))
+                                          for c, pp, s in zip(cats, pop, seen)]))
     river = [m.predict_proba_one(pair_features(user, c, float(pp), bool(s)))[True]
              for c, pp, s in zip(cats, pop, seen)]
     assert np.allclose(fast, matrix, atol=1e-12) and np.allclose(fast, river, atol=1e-12)
