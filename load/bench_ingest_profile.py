@@ -22,12 +22,12 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from stream.adapters.kafka import ensure_topology, producer, read
 from stream.config import Settings
 from stream.loadgen import produce_workload
+from stream.monitor import events_sample, sample_value, scrape
 from stream.serde import SchemaRegistry
 from stream.stack import Stack, free_port, stop_pid
 from stream.topology import Topology
@@ -75,12 +75,9 @@ class Env:
 
 
 def counter(port: int, stage: str = "ingest", outcome: str = "in") -> float | None:
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-    except OSError:
-        return None
-    needle = f'stream_events_total{{outcome="{outcome}",stage="{stage}"}} '
-    return next((float(l[len(needle):]) for l in text.splitlines() if l.startswith(needle)), 0.0)
+    """An events counter of the worker; None while it does not answer."""
+    text = scrape(port)
+    return None if text is None else sample_value(text, events_sample(stage, outcome))
 
 
 def measure_worker(env: Env, events: int, timeout_s: float, stages: str) -> dict:

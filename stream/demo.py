@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from stream.adapters.registry import ModelRegistry
 from stream.config import Settings
 from stream.errors import StreamError
 from stream.loadgen import produce_workload
+from stream.monitor import events_sample, sample_value, scrape
 from stream.serde import SchemaRegistry
 from stream.simulator import ClosedLoop, SimReport
 from stream.stack import Stack, free_port, stop_pid, wait_until
@@ -61,14 +61,6 @@ def start_worker(settings: Settings, bootstrap: str, redis_url: str) -> tuple[su
         stop_pid(proc.pid)
         raise StreamError(f"worker did not join the consumer group within 90s; see {log_path}")
     return proc, log_path, port
-
-
-def metric(port: int, name: str) -> float:
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-    except OSError:
-        return 0.0
-    return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")), 0.0)
 
 
 def run(settings: Settings, opts: DemoOptions) -> int:
@@ -123,7 +115,7 @@ def _summary(r: SimReport, settings: Settings, bootstrap: str, redis_url: str, p
     say("")
     say("== summary ==")
     say(f"events produced        {r.events:,} (simulated) ; rejected to DLQ: {len(dlq)}")
-    folded = metric(port, 'stream_events_total{outcome="out",stage="profile"}')
+    folded = sample_value(scrape(port) or "", events_sample("profile", "out"))
     say(f"profiles (worker)      {folded:,.0f} events folded into profiles")
     say(f"recommendations        {r.recommendations:,} served ({r.requests:,} asked by the simulator, the rest by "
         f"warm-up traffic), {r.served:,} items shown")

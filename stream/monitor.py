@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import resource
 import time
+import urllib.request
 from typing import Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -68,6 +69,10 @@ class StageStats:
 
     def add_output(self, name: str, n: float = 1.0) -> None:
         self.outputs[name] = self.outputs.get(name, 0.0) + n
+
+    def max_output(self, name: str, value: float) -> None:
+        """Keep the largest value of this window (e.g. the longest stall)."""
+        self.outputs[name] = max(self.outputs.get(name, 0.0), value)
 
     def snapshot(self, worker: str, now: float | None = None) -> dict:
         """The StageMetrics record for the window since the last snapshot; starts a new window."""
@@ -140,6 +145,29 @@ def _export_buckets(h: LogHistogram) -> list[tuple[str, float]]:
         if math.isinf(bound) or i % EXPORT_EVERY == 0:
             out.append(("+Inf" if math.isinf(bound) else f"{bound:.6g}", count))
     return out
+
+
+def scrape(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> str | None:
+    """A worker's Prometheus exposition text, or None when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout) as resp:
+            return resp.read().decode()
+    except OSError:
+        return None
+
+
+def events_sample(stage: str, outcome: str) -> str:
+    return f'stream_events_total{{outcome="{outcome}",stage="{stage}"}}'
+
+
+def sample_value(text: str, sample: str) -> float:
+    """The value of one sample (``name{labels}``) in an exposition text; 0.0 if absent.
+
+    >>> sample_value('a{x="1"} 2.0\\nb 3.0', "b")
+    3.0
+    """
+    prefix = sample + " "
+    return next((float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix)), 0.0)
 
 
 def registry_for(stats: Iterable[StageStats]) -> CollectorRegistry:

@@ -1,8 +1,9 @@
 """A fast output port: one confluent-kafka producer per worker for every stage output.
 
 Faust's own send path costs ~170 µs per message here (measured); librdkafka's
-``produce`` costs a few µs. Outputs are at-least-once: the worker flushes this port
-before Faust commits the input offsets, so nothing acknowledged is ever lost.
+``produce`` costs a few µs. Outputs are at-least-once: before Faust commits input offsets
+the worker waits (:meth:`Output.wait_delivered`) until every output produced up to that
+point is acknowledged, so nothing acknowledged is ever lost.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ class Output:
         left = self._producer.flush(timeout)
         if left:
             raise BrokerError(f"{left} output message(s) not delivered within {timeout:.0f}s")
+        self._raise_failures()
+
+    def _raise_failures(self) -> None:
         if self.failed:
             failed, self.failed = self.failed, 0
             raise BrokerError(f"{failed} output message(s) failed: {self._last_error}")
@@ -79,9 +83,7 @@ class Output:
     def delivered(self, upto: int) -> bool:
         """Has every message up to sequence number ``upto`` been acknowledged?"""
         self._producer.poll(0)
-        if self.failed:
-            failed, self.failed = self.failed, 0
-            raise BrokerError(f"{failed} output message(s) failed: {self._last_error}")
+        self._raise_failures()
         return not self._unacked or next(iter(self._unacked)) > upto
 
     async def wait_delivered(self, upto: int, timeout: float = 30.0) -> None:

@@ -109,9 +109,7 @@ class Worker:
         t0 = time.perf_counter()
         self.flush_users()
         self.commit_mark = self.out.last_seq
-        ms = (time.perf_counter() - t0) * 1000
-        outputs = self.stage("profile").outputs
-        outputs["commit_flush_ms_max"] = max(outputs.get("commit_flush_ms_max", 0.0), ms)
+        self.stage("profile").max_output("commit_flush_ms_max", (time.perf_counter() - t0) * 1000)
 
     async def before_offsets(self) -> None:
         """Right before Faust writes the offsets: wait (without blocking the loop) until
@@ -133,9 +131,7 @@ class Worker:
         for partition in self.assigned:
             self.out.produce(changelog, b"", key=FENCE_KEY, partition=partition)
         await self.out.wait_delivered(self.out.last_seq)
-        outputs = self.stage("profile").outputs
-        outputs["commit_wait_ms_max"] = max(outputs.get("commit_wait_ms_max", 0.0),
-                                            (time.perf_counter() - t0) * 1000)
+        self.stage("profile").max_output("commit_wait_ms_max", (time.perf_counter() - t0) * 1000)
 
     def stage(self, name: str) -> StageStats:
         return next(s for s in self.stats if s.stage == name)
@@ -307,7 +303,6 @@ def _wire(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
         except StreamError as exc:
             die(f"flushing user state failed: {exc}")
 
-
     @app.task
     async def redis_writer() -> None:
         writer = ProfileWriter(settings.redis.url, settings.redis.key_prefix)
@@ -323,8 +318,7 @@ def _wire(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
                     chunk = batch[start:start + settings.profile.redis_batch]
                     written, seconds = await _write_with_retry(writer, chunk)
                     stats.add_output("redis_writes", written)
-                    stats.add_output("redis_write_ms_max",
-                                     max(stats.outputs.get("redis_write_ms_max", 0.0), seconds * 1000))
+                    stats.max_output("redis_write_ms_max", seconds * 1000)
         finally:
             await writer.close()
 
@@ -352,7 +346,7 @@ def _mark_all_changed(w: Worker, table: faust.Table) -> None:
     event(log, "redis_resync", worker=w.worker_id, profiles=n)
 
 
-async def _write_with_retry(writer: ProfileWriter, chunk: list[dict], attempts: int = 5) -> tuple[int, float]:
+async def _write_with_retry(writer: ProfileWriter, chunk: list[Flushed], attempts: int = 5) -> tuple[int, float]:
     for attempt in range(1, attempts + 1):
         try:
             return await writer.write(chunk)

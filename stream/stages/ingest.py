@@ -7,7 +7,7 @@ from typing import Callable
 
 from stream.adapters.output import Output
 from stream.core import ingest
-from stream.core.profile import Position
+from stream.core.profile import Position, is_replay
 from stream.monitor import StageStats
 from stream.partitioning import partition_for
 from stream.runner import RawMessage
@@ -47,9 +47,7 @@ class IngestStage:
             stats.count("forwarded")
             return None
         st = self.users.get(user, pos.partition)
-        profile = st.profile
-        if profile is not None and profile["source_partition"] == pos.partition and \
-                (pos.offset, pos.index) <= (profile["source_offset"], profile["source_index"]):
+        if is_replay(st.profile, pos):
             return ev  # a replay after a restart: the profile stage skips and counts it
         h = ingest.id_hash(ev["event_id"])
         if ingest.is_duplicate(st.seen_ids, st.seen_ts, h, ev["timestamp"], self.cfg):

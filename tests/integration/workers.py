@@ -7,9 +7,9 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
+from stream.monitor import events_sample, sample_value, scrape
 from stream.stack import free_port, stop_pid
 
 
@@ -26,19 +26,10 @@ class WorkerProcess:
             env=full_env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def metrics(self) -> str | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
-                return r.read().decode()
-        except OSError:
-            return None
+        return scrape(self.port)
 
     def counter(self, stage: str, outcome: str) -> float:
-        text = self.metrics() or ""
-        needle = f'stream_events_total{{outcome="{outcome}",stage="{stage}"}} '
-        for line in text.splitlines():
-            if line.startswith(needle):
-                return float(line[len(needle):])
-        return 0.0
+        return sample_value(self.metrics() or "", events_sample(stage, outcome))
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -132,3 +132,13 @@ def test_input_metrics_count_missing_fields_and_mix():
     assert ing.stats.inputs.get("missing.price", 0) > 0
     snap = ing.stats.snapshot("w")
     assert snap["events_in"] == 0 or snap["events_out"] == 50  # runner counts "in"; handler counts out
+
+
+def test_max_output_keeps_the_window_maximum_not_a_sum():
+    from stream.monitor import StageStats
+    s = StageStats("profile")
+    for ms in (12.0, 40.0, 7.0):
+        s.max_output("commit_flush_ms_max", ms)
+    assert s.outputs["commit_flush_ms_max"] == 40.0
+    assert s.snapshot("w")["outputs"]["commit_flush_ms_max"] == 40.0
+    assert "commit_flush_ms_max" not in s.outputs  # a new window starts empty
