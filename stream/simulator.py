@@ -73,10 +73,15 @@ class ClosedLoop:
         self.report.random_ctr = click_scale * sum(sum(p * s for p, s in zip(pr, item_share)) for pr in prefs) / len(prefs)
         self.report.ideal_ctr = click_scale * sum(max(pr) for pr in prefs) / len(prefs)
 
-    def p_click(self, user_id: str, category: str | None) -> float:
+    def p_click(self, user_id: str, category: str | None, at_ms: int | None = None) -> float:
+        """The true click probability; with a drift scenario, of the preferences at ``at_ms`` (default: now)."""
         if not category:
             return 0.0
-        return self.click_scale * float(self.wl.user_prefs(user_id)[int(category[1:])])
+        if self.wl.scenario is not None:
+            prefs = self.wl.click_prefs(user_id, int(time.time() * 1000) if at_ms is None else at_ms)
+        else:
+            prefs = self.wl.user_prefs(user_id)
+        return self.click_scale * float(prefs[int(category[1:])])
 
     def _send(self, ev: dict) -> None:
         self.out.produce("clicks.v1", self.reg.encode_click(ev), key=ev["user_id"].encode(),
@@ -92,10 +97,11 @@ class ClosedLoop:
         """The user looks at a recommendation and maybe clicks."""
         r, user = self.report, rec["user_id"]
         w = self._window(time.monotonic())
+        now_ms = int(time.time() * 1000)
         r.recommendations += 1
         w.versions.add(rec["model_version"])
         for item in rec["items"]:
-            p = self.p_click(user, item["category"])
+            p = self.p_click(user, item["category"], now_ms)
             r.served += 1
             w.served += 1
             r.expected += p
@@ -106,12 +112,12 @@ class ClosedLoop:
                 self._click(user, item["item_id"], item["category"], rec["rec_id"])
         if self.rng.random() < self.other_click:  # something else caught the user's eye
             r.other_clicks += 1
-            ev = self.wl.event(int(user[len(self.wl.user_prefix):]), "click")
+            ev = self.wl.event(int(user[len(self.wl.user_prefix):]), "click", at_ms=int(time.time() * 1000))
             self._send(ev)
 
     def _click(self, user: str, item: str, category: str | None, rec_id: str) -> None:
-        ev = self.wl.event(int(user[len(self.wl.user_prefix):]), "click")
-        ev.update(item_id=item, category=category, rec_id=rec_id, timestamp=int(time.time() * 1000))
+        ev = self.wl.event(int(user[len(self.wl.user_prefix):]), "click", at_ms=int(time.time() * 1000))
+        ev.update(item_id=item, category=category, rec_id=rec_id)
         self._send(ev)
 
     def run(self, seconds: float, progress: Callable[[SimReport], None] | None = None) -> SimReport:
@@ -121,10 +127,10 @@ class ClosedLoop:
         while (now := time.monotonic()) - t0 < seconds:
             due = int((now - t0) * self.rate) - sent
             for _ in range(max(0, min(due, 500))):
-                u = self.wl.pick_user()
+                now_ms = int(time.time() * 1000)
+                u = self.wl.pick_user(now_ms)
                 etype = "recommend_request" if self.rng.random() < self.request_share else None
-                ev = self.wl.event(u, etype)
-                ev["timestamp"] = int(time.time() * 1000)
+                ev = self.wl.event(u, etype, at_ms=now_ms)
                 if etype:
                     self.report.requests += 1
                 self._send(ev)

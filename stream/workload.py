@@ -4,6 +4,9 @@ Users have latent category preferences (Dirichlet), browse in sessions, and pick
 with Zipf popularity inside a category. A configurable share of records is malformed,
 each with the reason ingest must give, so tests can check every reject.
 
+An optional :class:`Scenario` makes the stream drift at a known change point (see
+``SCENARIOS``), so drift detection can be tested against ground truth.
+
 >>> g = Workload(seed=1, users=10)
 >>> e = g.event()
 >>> sorted(e)[:3], e["event_type"] in EVENT_MIX
@@ -37,6 +40,67 @@ MALFORMED_REASONS = {
     "negative_price": "price_out_of_range",
 }
 
+#: drift scenarios (kind -> one-line description, e.g. for a CLI's help text)
+SCENARIOS = {
+    "stationary": "nothing changes (the default)",
+    "sudden": "every user's category preferences switch at the change point (browsing and clicks)",
+    "gradual": "like sudden, but old and new preferences blend linearly over the span (browsing and clicks)",
+    "covariate": "a new cohort arrives (mostly tablets, mostly PL/ES, 3x prices, another user segment); "
+                 "what users browse and click stays the same",
+    "concept": "what users click switches to the new preferences; browsing (the inputs) stays the same",
+    "upstream_bug": "a field (default: category) arrives empty (None) in events after the change point",
+}
+#: the covariate scenario's new cohort: device and country mix, price factor
+COVARIATE_TABLET_SHARE = 0.8
+COVARIATE_COUNTRIES = {"PL": 0.45, "ES": 0.35, "IT": 0.1, "NL": 0.1}
+COVARIATE_PRICE_FACTOR = 3.0
+#: the fields of a ClickEvent dict (what an upstream_bug scenario may empty)
+EVENT_FIELDS = ("event_id", "user_id", "event_type", "timestamp", "session_id", "item_id", "category", "price",
+                "dwell_ms", "device", "country", "rec_id")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A drift scenario with a known change point (event/wall time in ms).
+
+    ``mix(t)`` is how far the change has gone at ``t``: 0 before ``change_at_ms``, 1 after
+    it, except ``gradual``, which ramps linearly from 0 to 1 over ``span_ms``.
+
+    >>> s = Scenario("gradual", change_at_ms=1_000, span_ms=400)
+    >>> s.mix(999), s.mix(1_000), s.mix(s.midpoint_ms), s.mix(1_400), s.mix(9_999)
+    (0.0, 0.0, 0.5, 1.0, 1.0)
+    >>> Scenario("sudden", change_at_ms=1_000).mix(1_000), Scenario().mix(10**13)
+    (1.0, 0.0)
+    """
+
+    kind: str = "stationary"
+    change_at_ms: int = 0
+    span_ms: int = 0
+    field: str = "category"
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCENARIOS:
+            raise ValueError(f"unknown scenario kind {self.kind!r}; expected one of: {', '.join(SCENARIOS)}")
+        if self.span_ms < 0:
+            raise ValueError(f"span_ms must be >= 0, got {self.span_ms}")
+        if self.field not in EVENT_FIELDS:
+            raise ValueError(f"unknown event field {self.field!r}; expected one of: {', '.join(EVENT_FIELDS)}")
+
+    def mix(self, t_ms: float) -> float:
+        """The share of the changed behaviour at ``t_ms`` (0 = before, 1 = fully changed)."""
+        if self.kind == "stationary" or t_ms < self.change_at_ms:
+            return 0.0
+        if self.kind == "gradual" and self.span_ms > 0:
+            return min(1.0, (t_ms - self.change_at_ms) / self.span_ms)
+        return 1.0
+
+    @property
+    def midpoint_ms(self) -> float:
+        """When the change is half done: ``change_at_ms + span_ms/2`` for gradual, else ``change_at_ms``."""
+        if self.kind == "gradual":
+            return self.change_at_ms + self.span_ms / 2
+        return self.change_at_ms
+
 
 @dataclass
 class _User:
@@ -47,11 +111,20 @@ class _User:
     country: str
     session_id: str = ""
     session_left: int = 0
+    shifted: np.ndarray | None = None  # the preferences after a sudden/gradual/concept change
+    shifted_cum: list | None = None
 
 
 @dataclass
 class Workload:
-    """Generates ClickEvent dicts. Event time advances by ``1000/rate`` ms per event from ``start_ms``."""
+    """Generates ClickEvent dicts. Event time advances by ``1000/rate`` ms per event from ``start_ms``.
+
+    With a ``scenario`` the stream drifts at its change point; the time it follows is the
+    ``at_ms`` given to :meth:`event` / :meth:`pick_user`, else the event time ``now_ms``.
+    Before the change point (and with no or a stationary scenario) the stream is exactly
+    the same as without a scenario: scenario decisions use a separate RNG, drawn only once
+    the change has begun, and never shift the main RNG stream.
+    """
 
     seed: int = 0
     users: int = 1000
@@ -61,6 +134,7 @@ class Workload:
     rate: float = 1000.0
     start_ms: int | None = None
     user_prefix: str = "u"
+    scenario: Scenario | None = None
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -90,35 +164,75 @@ class Workload:
         self._type_cum = list(np.cumsum(list(EVENT_MIX.values())))
         self._t0 = int(time.time() * 1000) if self.start_ms is None else self.start_ms
         self._n = 0
+        # drift scenarios: none of this touches the main RNG stream
+        self._srng = random.Random(f"scenario:{self.seed}")
+        for u in self._users:
+            u.shifted = np.roll(u.prefs, self.categories // 2)
+            u.shifted_cum = list(np.cumsum(u.shifted))
+        self._half = self.users // 2  # covariate: users [half, users) are the new segment
+        new = activity[self._half:]
+        self._new_cum = list(np.cumsum(new / new.sum()))
 
     @property
     def now_ms(self) -> int:
         return self._t0 + int(self._n * 1000.0 / self.rate)
 
-    def _pick(self, cum: list[float]) -> int:
-        return min(bisect.bisect_left(cum, self._rng.random() * cum[-1]), len(cum) - 1)
+    def _pick(self, cum: list[float], rng: random.Random | None = None) -> int:
+        return min(bisect.bisect_left(cum, (rng or self._rng).random() * cum[-1]), len(cum) - 1)
+
+    def _mix(self, t_ms: int, *kinds: str) -> float:
+        """The scenario's mix at ``t_ms`` if it is one of ``kinds``, else 0."""
+        sc = self.scenario
+        return sc.mix(t_ms) if sc is not None and sc.kind in kinds else 0.0
+
+    def _changed(self, m: float) -> bool:
+        """Whether this event follows the changed behaviour (probability ``m``; no draw when 0)."""
+        return m > 0.0 and self._srng.random() < m
 
     def user_prefs(self, user_id: str) -> np.ndarray:
-        """The latent category preference vector of a user (ground truth)."""
+        """The latent category preference vector of a user (ground truth, before any change)."""
         return self._users[int(user_id[len(self.user_prefix):])].prefs
 
-    def event(self, user: int | None = None, event_type: str | None = None) -> dict:
-        """One valid ClickEvent dict (of a random user and type, unless given)."""
+    def shifted_prefs(self, user_id: str) -> np.ndarray:
+        """A user's preferences after the change: ``user_prefs`` rolled by ``categories // 2``."""
+        return self._users[int(user_id[len(self.user_prefix):])].shifted
+
+    def click_prefs(self, user_id: str, t_ms: float) -> np.ndarray:
+        """The preference vector a user's clicks follow at ``t_ms``.
+
+        The original before the change; for sudden/gradual/concept ``(1-m)*original +
+        m*shifted`` with ``m = scenario.mix(t_ms)``; covariate and upstream_bug never change it.
+        """
+        u = self._users[int(user_id[len(self.user_prefix):])]
+        m = self._mix(t_ms, "sudden", "gradual", "concept")
+        if m <= 0.0:
+            return u.prefs
+        if m >= 1.0:
+            return u.shifted
+        return (1.0 - m) * u.prefs + m * u.shifted
+
+    def event(self, user: int | None = None, event_type: str | None = None, at_ms: int | None = None) -> dict:
+        """One valid ClickEvent dict (of a random user and type, unless given).
+
+        ``at_ms`` sets the event's timestamp and the scenario time (default: ``now_ms``).
+        """
         rng = self._rng
-        u = self._users[self._pick(self._user_cum) if user is None else user]
+        t = self.now_ms if at_ms is None else at_ms
+        u = self._users[self.pick_user(t) if user is None else user]
         if u.session_left <= 0:
             u.session_id = uuid.UUID(int=rng.getrandbits(128)).hex[:16]
             u.session_left = 1 + int(rng.expovariate(1 / 8))
         u.session_left -= 1
         etype = event_type or self._types[self._pick(self._type_cum)]
-        cat = self._pick(u.cum)
+        # sudden/gradual: the browsing category follows the shifted preferences (same main-RNG draw)
+        cat = self._pick(u.shifted_cum if self._changed(self._mix(t, "sudden", "gradual")) else u.cum)
         item = self.cat_items[cat][self._pick(self._cum[cat])] if self.cat_items[cat] else None
         has_item = etype not in ("search", "recommend_request") and item is not None
         ev = {
             "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
             "user_id": u.user_id,
             "event_type": etype,
-            "timestamp": self.now_ms,
+            "timestamp": t,
             "session_id": u.session_id,
             "item_id": item if has_item else None,
             "category": self.category_names[cat] if has_item else None,
@@ -128,11 +242,25 @@ class Workload:
             "country": u.country,
             "rec_id": None,
         }
+        if self._changed(self._mix(t, "covariate")):  # an event of the new cohort
+            srng = self._srng
+            ev["device"] = ("tablet" if srng.random() < COVARIATE_TABLET_SHARE
+                            else srng.choice([d for d in DEVICES if d != "tablet"]))
+            ev["country"] = srng.choices(list(COVARIATE_COUNTRIES), weights=list(COVARIATE_COUNTRIES.values()))[0]
+            if ev["price"] is not None:
+                ev["price"] = round(ev["price"] * COVARIATE_PRICE_FACTOR, 2)
+        if self._changed(self._mix(t, "upstream_bug")):
+            ev[self.scenario.field] = None
         self._n += 1
         return ev
 
-    def pick_user(self) -> int:
-        return self._pick(self._user_cum)
+    def pick_user(self, at_ms: int | None = None) -> int:
+        """A random user's index, by activity. After a covariate change, with probability
+        ``mix`` one of the new segment (the second half of the users) instead."""
+        idx = self._pick(self._user_cum)
+        if self._changed(self._mix(self.now_ms if at_ms is None else at_ms, "covariate")):
+            idx = self._half + self._pick(self._new_cum, self._srng)
+        return idx
 
     def events(self, n: int) -> Iterator[dict]:
         for _ in range(n):
