@@ -129,6 +129,34 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class DriftSettings:
+    """Windowed drift monitoring (stream.core.drift_monitor); thresholds per statistic here,
+    per ``stage/quantity/statistic`` in ``thresholds_file`` (written by `stream drift calibrate`)."""
+    window_s: float = 5.0
+    grace_s: float = 1.0
+    #: the first closed windows after start (or after `stream drift reset-reference`) form the reference
+    reference_windows: int = 3
+    min_samples: int = 200
+    bins: int = 10
+    #: an alarm clears when the statistic falls below threshold * clear (hysteresis)
+    clear: float = 0.5
+    alerting: tuple[str, ...] = ("psi", "ks", "js", "rate_change", "adwin", "page_hinkley")
+    thresholds_file: str = ""
+    psi: float = 0.25
+    ks: float = 0.15
+    js: float = 0.15
+    chi2: float = 1e-6
+    rate_change: float = 0.7
+    adwin: float = 0.5
+    page_hinkley: float = 0.5
+    #: river detectors on the online loss (the river defaults fire on a stationary stream)
+    adwin_delta: float = 1e-6
+    page_hinkley_threshold: float = 500.0
+    #: a stage with no records for this long closes its windows by the wall clock
+    idle_close_s: float = 15.0
+
+
+@dataclass(frozen=True)
 class MonitorSettings:
     interval_s: float = 5.0
     worker_id: str = ""
@@ -144,6 +172,7 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     profile: ProfileSettings = field(default_factory=ProfileSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
+    drift: DriftSettings = field(default_factory=DriftSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
 
     @classmethod
@@ -206,13 +235,18 @@ def _split_env_name(name: str) -> tuple[str, str]:
     raise ConfigError(f"unknown setting {name} (sections: {', '.join(sorted(_sections()))})")
 
 
-def _read_file(path: Path) -> dict[str, dict[str, Any]]:
+def read_yaml(path: Path, what: str = "settings file") -> Any:
+    """A YAML file's data, or a ConfigError naming the file and what is wrong."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(path.read_text()) or {}
     except OSError as exc:
-        raise ConfigError(f"cannot read settings file {path}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"settings file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
+
+
+def _read_file(path: Path) -> dict[str, dict[str, Any]]:
+    data = read_yaml(path)
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ConfigError(f"settings file {path} must map section names to mappings of fields")
     return data

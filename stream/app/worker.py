@@ -42,7 +42,9 @@ from stream.topology import Topology
 from stream.users import Flushed, UserStates
 
 log = logging.getLogger("stream.worker")
-STAGES = ("ingest", "profile", "feedback", "score", "learn")
+STAGES = ("ingest", "profile", "feedback", "score", "learn", "drift")
+#: stages that run without the clicks agent, in their own consumer group
+SIDE_STAGES = frozenset({"learn", "drift"})
 DEFAULT_STAGES = "ingest,profile,feedback,score,learn"
 EXIT_FATAL = 70
 #: changelog key of the fence records (never a user: ingest rejects control characters in ids)
@@ -177,10 +179,13 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise StreamError(f"unknown stage(s) {', '.join(sorted(unknown))}; this worker runs: {', '.join(STAGES)}")
-    learn_only = set(stages) == {"learn"}
-    if not learn_only and not {"ingest", "profile"} <= set(stages):
+    side_only = set(stages) <= SIDE_STAGES  # no clicks agent
+    if not side_only and not {"ingest", "profile"} <= set(stages):
         raise StreamError("ingest and profile run fused in one agent (no repartition hop): include both in "
-                          "--stages, or run the learner alone with --stages learn")
+                          "--stages, or run the learner and/or drift alone (--stages learn / drift / learn,drift)")
+    if "drift" in stages and len(stages) > 1:
+        raise StreamError("drift runs in its own worker (--stages drift): it must see every partition of the "
+                          "monitored topics and starts from their newest records (its reference is what comes next)")
     if ("score" in stages) != ("feedback" in stages):
         raise StreamError("score and feedback share the join of recommendations and clicks: run both or neither")
     topology = Topology.load(settings.paths.topology)
@@ -193,21 +198,22 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     os.makedirs(datadir, exist_ok=True)
     tune_fetch_wait(f.fetch_max_wait_ms)
     app = faust.App(
-        f.app_id + ("-learn" if learn_only else ""), broker=f"kafka://{settings.kafka.bootstrap_servers}", store="memory://",
+        f.app_id + ("-" + "-".join(sorted(stages)) if side_only else ""), broker=f"kafka://{settings.kafka.bootstrap_servers}", store="memory://",
         processing_guarantee=f.processing_guarantee, broker_session_timeout=f.broker_session_timeout_s,
         broker_heartbeat_interval=f.broker_heartbeat_interval_s, producer_linger=f.producer_linger_ms / 1000,
         broker_commit_every=f.broker_commit_every, broker_commit_interval=f.broker_commit_interval_s,
         web_enabled=f.web_enabled, web_port=f.web_port, web_bind="0.0.0.0", datadir=datadir,
         topic_partitions=clicks.partitions, key_serializer="raw", value_serializer="raw",
-        table_cleanup_interval=3600.0, stream_wait_empty=False, worker_redirect_stdouts=False)
+        table_cleanup_interval=3600.0, stream_wait_empty=False, worker_redirect_stdouts=False,
+        consumer_auto_offset_reset="latest" if "drift" in stages else "earliest")
     out = Output(settings.kafka.bootstrap_servers, linger_ms=f.producer_linger_ms, client_id=f"stream-{worker_id}")
-    if not learn_only:
+    if not side_only:
         source = app.topic(clicks.name, partitions=clicks.partitions, key_serializer="raw", value_serializer="raw")
         table = app.Table(table_decl.name, partitions=table_decl.partitions, key_type=bytes, value_type=bytes)
         users = UserStates(TableStore(table, out), registry)
     ingest_cfg = settings.ingest
     profile_cfg = core_config(settings.profile, ProfileConfig)
-    handlers: list = [] if learn_only else [
+    handlers: list = [] if side_only else [
         IngestStage(ingest_cfg, users, out, registry, clicks.name, clicks.partitions), ProfileStage(profile_cfg, users)]
     m = settings.model
     slot = feedback = learn = None
@@ -224,12 +230,21 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
         learn = LearnLoop(models, registry, out, m.name, m.learning_rate, m.k, m.release_every_examples,
                           m.release_every_s)
         stats.append(learn.stats)
+    drift = None
+    if "drift" in stages:
+        from stream.drift_setup import drift_config, drift_thresholds  # noqa: PLC0415
+        from stream.stages.drift import DriftStage  # noqa: PLC0415
+        from stream.core.drift_monitor import river_detectors  # noqa: PLC0415
+        d = settings.drift
+        drift = DriftStage(drift_config(settings), drift_thresholds(settings), ingest_cfg, registry, out,
+                           d.idle_close_s, river_detectors(d.adwin_delta, d.page_hinkley_threshold))
+        stats.append(drift.stats)
     runner = StageRunner(handlers, KafkaDeadLetters(out, registry), registry) if handlers else None
-    w = Worker(settings, worker_id, app, out, None if learn_only else users, runner, stats,
+    w = Worker(settings, worker_id, app, out, None if side_only else users, runner, stats,
                {s.stage: topology.stage(s.stage).monitor for s in stats}, registry,
                models=models, slot=slot, feedback=feedback, learn=learn)
     _wire_common(w)
-    if not learn_only:
+    if not side_only:
         _wire(w, source, table)
     from stream.app import recommender  # noqa: PLC0415 - it imports this module
     if slot is not None:
@@ -238,6 +253,12 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
         fb = topology.topic("feedback.v1")
         recommender.wire_learning(w, app.topic(fb.name, partitions=fb.partitions, key_serializer="raw",
                                                value_serializer="raw"))
+    if drift is not None:
+        from stream.app.drift import wire_drift  # noqa: PLC0415
+        from stream.stages.drift import SOURCES  # noqa: PLC0415
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        topics = {name: app.topic(name, partitions=topology.topic(name).partitions, **raw) for name in SOURCES}
+        wire_drift(w, drift, topics, app.topic("control.v1", partitions=topology.topic("control.v1").partitions, **raw))
     return w
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 
@@ -226,3 +227,40 @@ class TumblingWindows:
             self.open.discard(s)
             self.closed_until = max(self.closed_until, s + self.size_ms)
         return done
+
+
+def calibrate(values: dict[tuple[str, str, str], list[float]], target_run_windows: float,
+              floor: float = 1.05) -> dict[str, dict]:
+    """Thresholds from a stationary run, for a target expected run length without false alarm.
+
+    ``values`` maps ``(stage, quantity, statistic)`` to the statistic's values over the
+    stationary windows. With ``m`` alerting keys, each gets a per-window false-alarm rate
+    ``alpha = 1 / (target_run_windows * m)`` (Bonferroni over keys, the expected-run-time
+    idea: one false alarm expected per ``target_run_windows`` windows across all keys).
+    The statistics are positive and right-skewed, so ln(value) is fitted with a normal
+    and the threshold is its ``1 - alpha`` quantile, never below ``floor`` times the largest
+    value seen. Returns ``{"stage/quantity/statistic": {"threshold", "windows", "max", ...}}``.
+
+    >>> vals = {("input", "price", "psi"): [0.01, 0.012, 0.02, 0.015, 0.011] * 20}
+    >>> t = calibrate(vals, target_run_windows=1000)["input/price/psi"]
+    >>> t["max"] < t["threshold"] < 0.1, t["windows"]
+    (True, 100)
+    """
+    merged: dict[str, list[float]] = {}
+    for (stage, quantity, statistic), vs in values.items():  # variants share one threshold
+        merged.setdefault(f"{stage}/{quantity.split('[', 1)[0]}/{statistic}", []).extend(vs)
+    alpha = 1.0 / (target_run_windows * max(1, len(merged)))
+    z = NormalDist().inv_cdf(1 - alpha)
+    out = {}
+    for key, vs in sorted(merged.items()):
+        arr = np.asarray([v for v in vs if v > 0], dtype=float)
+        top = float(max(vs)) if vs else 0.0
+        if len(arr) >= 5:
+            logs = np.log(arr)
+            fitted = float(np.exp(logs.mean() + z * logs.std(ddof=1)))
+        else:
+            fitted = top
+        out[key] = {
+            "threshold": max(fitted, top * floor), "windows": len(vs), "max": top,
+            "median": float(np.median(vs)) if vs else 0.0, "alpha": alpha}
+    return out

@@ -14,7 +14,7 @@ from stream.stack import free_port, stop_pid
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], log_dir: Path, worker_id: str) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path, worker_id: str, stages: str | None = None) -> None:
         self.worker_id = worker_id
         self.port = free_port()
         self.log_path = log_dir / f"worker-{worker_id}.log"
@@ -22,7 +22,8 @@ class WorkerProcess:
         full_env.update(env)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "--web-port", str(self.port), "--worker-id", worker_id],
+            [sys.executable, "-m", "stream.cli", "worker", "--web-port", str(self.port), "--worker-id", worker_id,
+             *(["--stages", stages] if stages else [])],
             env=full_env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def metrics(self) -> str | None:
