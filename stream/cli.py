@@ -282,8 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
              "Run the chosen stages in one Faust worker process. Several workers share the partitions "
              "through the consumer group. Prometheus metrics are served on the web port at /metrics.")
     sp.add_argument("--stages", default="ingest,profile,feedback,score,learn",
-                    help="comma-separated stages (default: all: ingest,profile,feedback,score,learn); "
-                         "`--stages learn` runs the single learner alone, in its own consumer group")
+                    help="comma-separated stages (default: ingest,profile,feedback,score,learn); "
+                         "`--stages learn` runs the single learner alone, in its own consumer group; "
+                         "`--stages drift` runs the drift monitor (one per deployment), in its own group")
     sp.add_argument("--web-port", type=int, default=None, help="HTTP port for /metrics (default: faust.web_port)")
     sp.add_argument("--worker-id", default=None, help="name in monitoring records (default: host-pid)")
 
@@ -302,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from stream.model_cli import add_parser as add_model_parser
     add_model_parser(sub)
+    from stream.drift_cli import add_parser as add_drift_parser
+    add_drift_parser(sub)
 
     add("config", cmd_config, "print the effective settings as JSON")
     return p

@@ -129,6 +129,22 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class RolloutSettings:
+    """Shadow / canary / blue-green of a challenger (stream.core.rollout); judged every window."""
+    #: auto: the analysis acts; manual: it only recommends and an operator confirms with a command
+    automation: str = "auto"
+    window_s: float = 10.0
+    steps: tuple[str, ...] = ("0.05", "0.10", "0.25", "0.50", "1.0")
+    min_examples: int = 300
+    alpha: float = 0.05
+    ctr_margin: float = 0.0
+    loss_margin: float = 0.0
+    worse_windows: int = 2
+    step_windows: int = 2
+    step_examples: int = 1000
+
+
+@dataclass(frozen=True)
 class DriftSettings:
     """Windowed drift monitoring (stream.core.drift_monitor); thresholds per statistic here,
     per ``stage/quantity/statistic`` in ``thresholds_file`` (written by `stream drift calibrate`)."""
@@ -173,6 +189,7 @@ class Settings:
     profile: ProfileSettings = field(default_factory=ProfileSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
 
     @classmethod

@@ -44,14 +44,17 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def start_worker(settings: Settings, bootstrap: str, redis_url: str) -> tuple[subprocess.Popen, Path, int]:
+def start_worker(settings: Settings, bootstrap: str, redis_url: str, name: str = "demo", stages: str | None = None,
+                 extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path, int]:
+    """Start `stream worker` as a child process; return once it owns its partitions."""
     port = free_port()
-    log_path = Path(settings.stack.state_dir) / "demo-worker.log"
+    log_path = Path(settings.stack.state_dir) / f"{name}-worker.log"
     env = dict(os.environ, STREAM_KAFKA_BOOTSTRAP_SERVERS=bootstrap, STREAM_REDIS_URL=redis_url,
-               STREAM_STACK_STATE_DIR=settings.stack.state_dir)
+               STREAM_STACK_STATE_DIR=settings.stack.state_dir, **(extra_env or {}))
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", "--web-port", str(port),
-                                 "--worker-id", "demo"], env=env, stdout=log, stderr=subprocess.STDOUT)
+                                 "--worker-id", name, *(["--stages", stages] if stages else [])],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def assigned() -> bool:
         if proc.poll() is not None:

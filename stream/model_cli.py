@@ -26,8 +26,10 @@ def _registry(settings: Settings) -> tuple[ModelRegistry, SchemaRegistry, str]:
     return ModelRegistry(redis_url, settings.model.hmac_key, serde, settings.redis.key_prefix), serde, bootstrap
 
 
-def _control(serde: SchemaRegistry, bootstrap: str, name: str, action: str, version: int | None = None) -> None:
-    cmd = {"command_id": uuid.uuid4().hex, "model_name": name, "action": action, "version": version, "args": {},
+def publish_control(serde: SchemaRegistry, bootstrap: str, name: str, action: str, version: int | None = None,
+             args: dict[str, str] | None = None) -> None:
+    cmd = {"command_id": uuid.uuid4().hex, "model_name": name, "action": action, "version": version,
+           "args": args or {},
            "issued_at": int(time.time() * 1000), "issued_by": getpass.getuser()}
     p = producer(bootstrap)
     p.produce("control.v1", serde.encode("ControlCommand", cmd), key=name.encode())
@@ -62,6 +64,10 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps({**r, "weights": {k: round(v, 6) for k, v in dict(model.weights).items()},
                               "intercept": model.intercept}, indent=2))
             return 0
+        if args.model_command == "status":
+            return _status(reg, name, settings)
+        if args.model_command in ROLLOUT_COMMANDS:
+            return _rollout_command(args, reg, serde, bootstrap, name)
         action = args.model_command.upper()
         if action == "FREEZE":
             reg.set_flag(name, "frozen", True)
@@ -69,13 +75,73 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
             reg.set_flag(name, "frozen", False)
         elif action == "RESET":
             reg.set_flag(name, "reset", True)
-        _control(serde, bootstrap, name, action)
+        publish_control(serde, bootstrap, name, action)
         what = {"FREEZE": "learning frozen: the learner keeps scoring its metrics but stops updating",
                 "RESUME": "learning resumed", "RESET": "reset requested: the learner starts a fresh version"}
         print(f"model {name}: {what[action]} (published on control.v1)")
         return 0
     finally:
         reg.close()
+
+
+#: CLI action -> (ControlCommand action, help)
+ROLLOUT_COMMANDS = {
+    "shadow": ("SHADOW", "score with VERSION next to the champion; its lists go only to recommendations.shadow.v1"),
+    "canary": ("CANARY", "serve VERSION (or the shadow challenger) to a share of users, ramped in steps"),
+    "advance": ("SET_CANARY", "move the canary to its next step now (the operator's confirmation in manual mode)"),
+    "promote": ("PROMOTE", "give the challenger all traffic now; the old champion stays warm as blue"),
+    "switch": ("SWITCH", "blue-green: all traffic to the other version at once (again to switch back)"),
+    "rollback": ("ROLLBACK", "drop the challenger (or switch back to blue after a promotion)"),
+}
+
+
+def _rollout_command(args: argparse.Namespace, reg: ModelRegistry, serde: SchemaRegistry, bootstrap: str,
+                     name: str) -> int:
+    action, _ = ROLLOUT_COMMANDS[args.model_command]
+    version = getattr(args, "version", None)
+    if version is not None and reg.release_record(name, version) is None:
+        raise StreamError(f"model {name!r} has no version {version} (see `stream model list`)")
+    extra = {}
+    if getattr(args, "steps", None):
+        extra["steps"] = args.steps
+    if getattr(args, "reason", None):
+        extra["reason"] = args.reason
+    publish_control(serde, bootstrap, name, action, version, extra)
+    print(f"model {name}: {args.model_command}{f' v{version}' if version is not None else ''} published on "
+          f"control.v1; the learner applies it and every scorer follows (check `stream model status`)")
+    return 0
+
+
+def _status(reg: ModelRegistry, name: str, settings: Settings) -> int:
+    state = reg.rollout(name)
+    latest = reg.latest(name)
+    if state is None:
+        print(f"model {name}: no rollout state yet (the learner creates it); latest release "
+              f"{'v' + str(latest['version']) if latest else 'none'}")
+        return 0
+    ch = reg.pointer(name, "challenger")
+    print(f"model {name}: mode {state['mode']}, automation {state['automation']}")
+    print(f"  champion   v{state['champion']} (serving v{latest['version'] if latest else '?'}) "
+          f"share {1 - state['share']:.0%}")
+    if state.get("challenger") is not None:
+        print(f"  challenger v{state['challenger']} (serving v{ch['version'] if ch else '?'}) share {state['share']:.0%}"
+              f"{' (shadow: scored, never served)' if state['mode'] == 'shadow' else ''}")
+    if state.get("blue") is not None:
+        print(f"  blue       v{state['blue']} (kept warm for an instant switch back)")
+    if state["mode"] == "canary":
+        steps = ", ".join(f"{s:.0%}" for s in state["steps"])
+        print(f"  steps      {steps}; at step {state['step'] + 1}: {state['windows_in_step']} window(s), "
+              f"{state['examples_in_step']} challenger examples; worse streak {state['worse_streak']}")
+    d = state.get("last_decision")
+    if d:
+        print(f"  last decision: {d.get('decision')}: {d.get('reason')}")
+        ev = d.get("evidence") or {}
+        if ev:
+            print("    " + " ".join(f"{k}={v}" for k, v in sorted(ev.items())))
+    if state.get("pending"):
+        print(f"  PENDING (manual mode): the analysis recommends {state['pending']}; confirm with "
+              f"`stream model {'advance' if state['pending'] == 'promote_step' else state['pending']}`")
+    return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -89,4 +155,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     for action, text in (("freeze", "stop learning (scoring goes on with the last release)"),
                          ("resume", "restart learning"), ("reset", "start a fresh model version")):
         msub.add_parser(action, help=text, description=text)
+    msub.add_parser("status", help="rollout: variants, traffic shares, last decision, automation",
+                    description="Show the rollout state the learner keeps in the registry.")
+    for action, (_, text) in ROLLOUT_COMMANDS.items():
+        sp = msub.add_parser(action, help=text, description=text + ". Travels on control.v1.")
+        if action in ("shadow", "canary"):
+            sp.add_argument("version", type=int, nargs="?" if action == "canary" else None,
+                            help="registry version" + (" (default: the shadow challenger)" if action == "canary" else ""))
+        if action == "canary":
+            sp.add_argument("--steps", default=None, help="traffic shares, e.g. 0.05,0.1,0.25,0.5,1.0 (default: rollout.steps)")
+        if action == "rollback":
+            sp.add_argument("--reason", default=None, help="why (recorded in the alert)")
     mp.set_defaults(handler=cmd_model)

@@ -7,13 +7,16 @@ both before unpickling; a blob that does not match is refused with
 
 Keys (prefix ``stream:``): ``model:<name>:seq`` (version counter), ``model:<name>:v:<n>``
 (blob), ``model:<name>:release:<n>`` (ModelRelease), ``model:<name>:versions`` (sorted
-set), ``model:<name>:latest``, ``model:<name>:frozen``, ``model:<name>:reset``.
+set), ``model:<name>:latest`` (the champion's newest release), ``model:<name>:challenger``
+(the challenger's newest release during a shadow or canary), ``model:<name>:rollout`` (the
+rollout state, JSON), ``model:<name>:frozen``, ``model:<name>:reset``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import pickle
 import time
 from typing import Any
@@ -49,8 +52,9 @@ class ModelRegistry:
         return hashlib.sha256(blob).hexdigest(), hmac.new(self.key, blob, hashlib.sha256).hexdigest()
 
     def release(self, name: str, model: Any, *, family: str, parent: int | None, examples: int,
-                metrics: dict[str, float]) -> dict:
-        """Store a new version of ``model``; returns its ModelRelease record."""
+                metrics: dict[str, float], pointer: str | None = "latest") -> dict:
+        """Store a new version of ``model`` and point ``pointer`` at it (None: only store it,
+        e.g. a candidate trained offline); returns its ModelRelease record."""
         blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
         sha, mac = self.sign(blob)
         version = int(self._call(self.client.incr, self._k(name, "seq")))
@@ -62,17 +66,42 @@ class ModelRegistry:
         pipe.set(rec["blob_key"], blob)
         pipe.set(self._k(name, "release", version), self.serde.encode("ModelRelease", rec))
         pipe.zadd(self._k(name, "versions"), {str(version): version})
-        pipe.set(self._k(name, "latest"), version)
+        if pointer:
+            pipe.set(self._k(name, pointer), version)
         self._call(pipe.execute)
         return rec
+
+    def pointer(self, name: str, which: str) -> dict | None:
+        """The release a pointer (``latest``, ``challenger``) names, if any."""
+        v = self._call(self.client.get, self._k(name, which))
+        return self.release_record(name, int(v)) if v else None
+
+    def set_pointer(self, name: str, which: str, version: int | None) -> None:
+        if version is None:
+            self._call(self.client.delete, self._k(name, which))
+        else:
+            self._call(self.client.set, self._k(name, which), version)
+
+    def meta(self, name: str, key: str) -> str | None:
+        raw = self._call(self.client.get, self._k(name, key))
+        return raw.decode() if raw else None
+
+    def set_meta(self, name: str, key: str, value: object) -> None:
+        self._call(self.client.set, self._k(name, key), str(value))
+
+    def rollout(self, name: str) -> dict | None:
+        raw = self._call(self.client.get, self._k(name, "rollout"))
+        return json.loads(raw) if raw else None
+
+    def save_rollout(self, name: str, state: dict) -> None:
+        self._call(self.client.set, self._k(name, "rollout"), json.dumps(state, sort_keys=True))
 
     def release_record(self, name: str, version: int) -> dict | None:
         raw = self._call(self.client.get, self._k(name, "release", version))
         return self.serde.decode("ModelRelease", raw) if raw else None
 
     def latest(self, name: str) -> dict | None:
-        v = self._call(self.client.get, self._k(name, "latest"))
-        return self.release_record(name, int(v)) if v else None
+        return self.pointer(name, "latest")
 
     def versions(self, name: str) -> list[dict]:
         vs = self._call(self.client.zrange, self._k(name, "versions"), 0, -1)

@@ -12,8 +12,8 @@ import time
 
 import faust
 
-from stream.app.worker import Worker, die
-from stream.errors import SerdeError, StreamError
+from stream.app.worker import Worker, decoded, die
+from stream.errors import StreamError
 from stream.log import event
 from stream.stages.drift import SOURCES, DriftStage
 
@@ -41,6 +41,11 @@ def wire_drift(w: Worker, drift: DriftStage, topics: dict[str, faust.TopicT], co
     for name in SOURCES:
         agent_for(name, topics[name])
 
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app: faust.App, assigned: set, **kwargs: object) -> None:
+        event(log, "partitions_assigned", worker=w.worker_id, stage="drift",
+              partitions=len([tp for tp in assigned if tp.topic in SOURCES]))
+
     @app.timer(1.0)
     async def close_windows() -> None:
         try:
@@ -50,12 +55,7 @@ def wire_drift(w: Worker, drift: DriftStage, topics: dict[str, faust.TopicT], co
 
     @app.agent(control, name="drift_control")
     async def commands(stream: faust.StreamT) -> None:
-        async for raw in stream:
-            try:
-                cmd = w.registry.decode("ControlCommand", raw)
-            except SerdeError as exc:
-                event(log, "control_undecodable", logging.WARNING, error=str(exc))
-                continue
+        async for cmd in decoded(w, stream, "ControlCommand"):
             if cmd["action"] != "PIN_REFERENCE" or cmd["issued_at"] < started_ms:
                 continue  # other commands are the rollout's; old ones were applied by an earlier worker
             stages = [s for s in cmd["args"].get("stages", "").split(",") if s] or None

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import faust
 
 from stream.adapters.registry import ModelIntegrityError
-from stream.app.worker import Worker, die
+from stream.app.worker import Worker, decoded, die
 from stream.core.model import export
+from stream.core.rollout import RolloutState
 from stream.errors import StoreError, StreamError
 from stream.log import event
 from stream.stages.learn import LearnLoop
+from stream.stages.score import ModelSlot
 
 log = logging.getLogger("stream.worker")
 
@@ -45,9 +48,61 @@ def wire_scoring(w: Worker) -> None:
         w.stage("score").add_output("model_swaps")
         event(log, "model_swapped", model=m.name, version=latest["version"], worker=w.worker_id)
 
+    @app.timer(m.poll_interval_s)
+    async def follow_rollout() -> None:
+        """The rollout state and the challenger's newest snapshot (every worker routes alike)."""
+        route = w.score.route
+        try:
+            raw = await asyncio.to_thread(w.models.rollout, m.name)
+            state = RolloutState.from_dict(raw) if raw else None
+            release = None
+            if state is not None and state.mode != "idle":
+                release = await asyncio.to_thread(w.models.pointer, m.name, "challenger")
+            if release is None:
+                route.challenger = None
+            elif route.challenger is None or route.challenger.scorer.version != release["version"]:
+                model = await asyncio.to_thread(w.models.load, release)
+                route.challenger = ModelSlot(m.name, export(model, release["version"]))
+                event(log, "challenger_loaded", model=m.name, version=release["version"], mode=state.mode,
+                      share=state.share, worker=w.worker_id)
+            if state is not None and (route.state is None or route.state.revision != state.revision):
+                event(log, "rollout_followed", model=m.name, mode=state.mode, share=state.share,
+                      champion=state.champion, challenger=state.challenger, worker=w.worker_id)
+            route.state = state
+        except (StoreError, ModelIntegrityError) as exc:
+            event(log, "rollout_unavailable", logging.WARNING, error=str(exc))
 
-def wire_learning(w: Worker, topic: faust.TopicT) -> None:
+
+def wire_learning(w: Worker, topic: faust.TopicT, control: faust.TopicT, alerts: faust.TopicT) -> None:
     app, learn = w.app, w.learn
+    started_ms = int(time.time() * 1000)
+
+    def locked(fn, *args):  # noqa: ANN001, ANN202
+        with learn.lock:
+            return fn(*args)
+
+    @app.agent(control, name="rollout_control")
+    async def commands(stream: faust.StreamT) -> None:
+        async for cmd in decoded(w, stream, "ControlCommand"):
+            while learn.learner is None:  # the learner is starting: apply the command once it runs
+                await asyncio.sleep(0.1)
+            try:
+                await asyncio.to_thread(locked, learn.rollout.command, cmd)
+            except StreamError as exc:
+                die(f"rollout command failed: {exc}")
+
+    @app.agent(alerts, name="rollout_alarms")
+    async def alarms(stream: faust.StreamT) -> None:
+        async for alert in decoded(w, stream, "Alert"):
+            name = alert["name"]
+            if (learn.rollout is None or learn.learner is None or alert["created"] < started_ms
+                    or not name.startswith("drift.predictions.") or "[challenger]" not in name
+                    or name.endswith(".cleared")):
+                continue
+            try:
+                await asyncio.to_thread(locked, learn.rollout.drift_alarm, alert)
+            except StreamError as exc:
+                die(f"rollout drift alarm failed: {exc}")
 
     @app.agent(topic, name="learn")
     async def learner(stream: faust.StreamT) -> None:
@@ -65,6 +120,7 @@ def wire_learning(w: Worker, topic: faust.TopicT) -> None:
 
 
 def _learn_batch(learn: LearnLoop, values: list[bytes]) -> None:
-    for v in values:
-        learn.process(v)
-    learn.maybe_release()
+    with learn.lock:
+        for v in values:
+            learn.process(v)
+        learn.maybe_release()

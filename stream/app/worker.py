@@ -29,7 +29,7 @@ from stream.core.feedback import FeedbackJoin
 from stream.core.model import export, new_model
 from stream.core.profile import ProfileConfig
 from stream.core.recommend import RecommendConfig
-from stream.errors import StoreError, StreamError
+from stream.errors import SerdeError, StoreError, StreamError
 from stream.log import LogfmtFormatter, event
 from stream.monitor import StageStats, registry_for
 from stream.runner import FatalStageError, RawMessage, StageRunner
@@ -93,6 +93,7 @@ class Worker:
     slot: ModelSlot | None = None
     feedback: FeedbackStage | None = None
     learn: LearnLoop | None = None
+    score: ScoreStage | None = None
     table: faust.Table | None = None
     commit_mark: int | None = None
 
@@ -144,6 +145,16 @@ class Worker:
             self.out.produce(self.monitor_topics[s.stage], self.registry.encode("StageMetrics", record),
                              key=f"{s.stage}/{self.worker_id}".encode())
         self.out.poll()
+
+
+async def decoded(w: Worker, stream: faust.StreamT, schema: str):  # noqa: ANN201 - an async generator
+    """The records of a raw stream decoded with ``schema``; an undecodable one is logged and skipped
+    (control and alert topics are written by this project's own tools)."""
+    async for raw in stream:
+        try:
+            yield w.registry.decode(schema, raw)
+        except SerdeError as exc:
+            event(log, "undecodable", logging.WARNING, schema=schema, error=str(exc))
 
 
 class CommitFlush(faust.Sensor):
@@ -216,7 +227,7 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     handlers: list = [] if side_only else [
         IngestStage(ingest_cfg, users, out, registry, clicks.name, clicks.partitions), ProfileStage(profile_cfg, users)]
     m = settings.model
-    slot = feedback = learn = None
+    slot = feedback = learn = score = None
     if "score" in stages:
         join = FeedbackJoin(window_ms=int(m.attribution_window_s * 1000))
         slot = ModelSlot(m.name, export(new_model(m.learning_rate), version=0))
@@ -228,8 +239,8 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     models = ModelRegistry(settings.redis.url, m.hmac_key, registry, settings.redis.key_prefix)
     if "learn" in stages:
         learn = LearnLoop(models, registry, out, m.name, m.learning_rate, m.k, m.release_every_examples,
-                          m.release_every_s)
-        stats.append(learn.stats)
+                          m.release_every_s, rollout=settings.rollout)
+        stats += [learn.stats, learn.rollout.stats]
     drift = None
     if "drift" in stages:
         from stream.drift_setup import drift_config, drift_thresholds  # noqa: PLC0415
@@ -237,12 +248,13 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
         from stream.core.drift_monitor import river_detectors  # noqa: PLC0415
         d = settings.drift
         drift = DriftStage(drift_config(settings), drift_thresholds(settings), ingest_cfg, registry, out,
-                           d.idle_close_s, river_detectors(d.adwin_delta, d.page_hinkley_threshold))
+                           d.idle_close_s, river_detectors(d.adwin_delta, d.page_hinkley_threshold),
+                           attribution_ms=int(m.attribution_window_s * 1000))
         stats.append(drift.stats)
     runner = StageRunner(handlers, KafkaDeadLetters(out, registry), registry) if handlers else None
     w = Worker(settings, worker_id, app, out, None if side_only else users, runner, stats,
                {s.stage: topology.stage(s.stage).monitor for s in stats}, registry,
-               models=models, slot=slot, feedback=feedback, learn=learn)
+               models=models, slot=slot, feedback=feedback, learn=learn, score=score)
     _wire_common(w)
     if not side_only:
         _wire(w, source, table)
@@ -251,8 +263,10 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
         recommender.wire_scoring(w)
     if learn is not None:
         fb = topology.topic("feedback.v1")
-        recommender.wire_learning(w, app.topic(fb.name, partitions=fb.partitions, key_serializer="raw",
-                                               value_serializer="raw"))
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        recommender.wire_learning(w, app.topic(fb.name, partitions=fb.partitions, **raw),
+                                  app.topic("control.v1", partitions=topology.topic("control.v1").partitions, **raw),
+                                  app.topic("alerts.v1", partitions=topology.topic("alerts.v1").partitions, **raw))
     if drift is not None:
         from stream.app.drift import wire_drift  # noqa: PLC0415
         from stream.stages.drift import SOURCES  # noqa: PLC0415

@@ -229,6 +229,14 @@ class TumblingWindows:
         return done
 
 
+#: calibrated thresholds never go below these (a statistic that was always 0 on the
+#: stationary run, like the length of a full list, must not alarm on its first wobble)
+MIN_THRESHOLDS = {"psi": 0.05, "ks": 0.05, "js": 0.05, "rate_change": 0.2, "adwin": 0.5, "page_hinkley": 0.5,
+                  "chi2": 0.0}
+#: count statistics (detections per window): the threshold is the largest count seen + 0.5
+COUNTS = frozenset({"adwin", "page_hinkley"})
+
+
 def calibrate(values: dict[tuple[str, str, str], list[float]], target_run_windows: float,
               floor: float = 1.05) -> dict[str, dict]:
     """Thresholds from a stationary run, for a target expected run length without false alarm.
@@ -239,7 +247,8 @@ def calibrate(values: dict[tuple[str, str, str], list[float]], target_run_window
     idea: one false alarm expected per ``target_run_windows`` windows across all keys).
     The statistics are positive and right-skewed, so ln(value) is fitted with a normal
     and the threshold is its ``1 - alpha`` quantile, never below ``floor`` times the largest
-    value seen. Returns ``{"stage/quantity/statistic": {"threshold", "windows", "max", ...}}``.
+    value seen nor below :data:`MIN_THRESHOLDS`. Detector counts (ADWIN, Page-Hinkley) get
+    the largest count seen + 0.5. Returns ``{"stage/quantity/statistic": {"threshold", "windows", "max", ...}}``.
 
     >>> vals = {("input", "price", "psi"): [0.01, 0.012, 0.02, 0.015, 0.011] * 20}
     >>> t = calibrate(vals, target_run_windows=1000)["input/price/psi"]
@@ -255,12 +264,15 @@ def calibrate(values: dict[tuple[str, str, str], list[float]], target_run_window
     for key, vs in sorted(merged.items()):
         arr = np.asarray([v for v in vs if v > 0], dtype=float)
         top = float(max(vs)) if vs else 0.0
-        if len(arr) >= 5:
+        statistic = key.rsplit("/", 1)[1]
+        if statistic in COUNTS:
+            fitted = top + 0.5
+        elif len(arr) >= 5:
             logs = np.log(arr)
             fitted = float(np.exp(logs.mean() + z * logs.std(ddof=1)))
         else:
             fitted = top
         out[key] = {
-            "threshold": max(fitted, top * floor), "windows": len(vs), "max": top,
+            "threshold": max(fitted, top * floor, MIN_THRESHOLDS.get(statistic, 0.0)), "windows": len(vs), "max": top,
             "median": float(np.median(vs)) if vs else 0.0, "alpha": alpha}
     return out

@@ -13,6 +13,7 @@ value hovering at the threshold does not alert every window).
 Missing values count as one more bin, so a field that starts arriving empty moves the
 distribution (the upstream-bug case) instead of vanishing from it.
 
+>>> from stream.core.drift_quantities import input_values
 >>> cfg = DriftConfig(window_ms=1000, reference_windows=2, min_samples=10)
 >>> d = StageDrift("input", input_values, cfg, Thresholds())
 >>> for t in range(0, 3000, 10):  # 3 windows of one category mix ...
@@ -40,7 +41,7 @@ import numpy as np
 
 from stream.core.drift import CategoricalSummary, NumericSummary, TumblingWindows, chi2, js_distance, ks, psi
 
-from stream.core.drift_quantities import CAT, NUM, Extractor, input_values
+from stream.core.drift_quantities import CAT, NUM, Extractor
 #: statistics computed per kind of quantity; "rate_change" is |ln(events / reference mean)|
 STATISTICS = {NUM: ("psi", "ks"), CAT: ("psi", "js", "chi2")}
 #: statistics where a small value is the alarm (a p-value); every other one alarms when large

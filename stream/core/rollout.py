@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
 import random
 from dataclasses import asdict, dataclass, field, fields
 
-import numpy as np
+
+from stream.core.ab_stats import PairedLoss, mann_whitney, two_proportion_test  # noqa: F401 - re-exported
 
 MODES = ("idle", "shadow", "canary")
 AUTOMATIONS = ("auto", "manual")
@@ -61,69 +61,6 @@ def bucket(user_id: str, salt: str) -> float:
 def serves_challenger(user_id: str, share: float, salt: str) -> bool:
     """True if the user is in the challenger's ``share``; monotone: True at s stays True at s' > s."""
     return bucket(user_id, salt) < share
-
-
-def _norm_sf(z: float) -> float:
-    return 0.5 * math.erfc(z / math.sqrt(2.0))
-
-
-def two_proportion_test(x1: int, n1: int, x2: int, n2: int, margin: float = 0.0,
-                        alternative: str = "worse") -> tuple[float, float]:
-    """Z-test of the challenger's rate x2/n2 against the champion's x1/n1: (z, one-sided p).
-
-    ``"worse"``: H1 is p2 < p1 - margin, z = (p2 - p1 + margin) / se, p = P(Z < z);
-    ``"better"``: H1 is p2 > p1 + margin, z = (p2 - p1 - margin) / se, p = P(Z > z).
-    se is pooled when margin == 0, else unpooled. Degenerate inputs (an empty sample, all 0
-    or all 1, zero variance) give (0.0, 1.0).
-
-    >>> [round(v, 4) for v in two_proportion_test(170, 1000, 120, 1000)]
-    [-3.1753, 0.0007]
-    """
-    if alternative not in ("worse", "better"):
-        raise ValueError(f"alternative must be 'worse' or 'better', not {alternative!r}")
-    if n1 <= 0 or n2 <= 0 or x1 + x2 in (0, n1 + n2):
-        return 0.0, 1.0
-    p1, p2 = x1 / n1, x2 / n2
-    if margin == 0:
-        pool = (x1 + x2) / (n1 + n2)
-        se = math.sqrt(pool * (1 - pool) * (1 / n1 + 1 / n2))
-    else:
-        se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
-    if se == 0:
-        return 0.0, 1.0
-    sign = -1.0 if alternative == "worse" else 1.0  # worse: P(Z < z); better: P(Z > z)
-    z = (p2 - p1 - sign * margin) / se
-    return z, _norm_sf(sign * z)
-
-
-def mann_whitney(a, b, alternative: str = "worse", margin: float = 0.0) -> tuple[float, float]:
-    """Mann-Whitney U of ``b`` (challenger) against ``a`` (champion): (U of b, one-sided p).
-
-    ``"worse"``: H1 is that b - margin tends to be larger than a (higher loss), the same as
-    ``scipy.stats.mannwhitneyu(b - margin, a, alternative="greater", method="asymptotic")``;
-    ``"better"``: H1 is that b + margin tends to be smaller (scipy's ``"less"`` on b + margin).
-    Normal approximation, tie and continuity corrections. An empty sample gives (0.0, 1.0),
-    all values tied (U, 1.0).
-
-    >>> [round(v, 4) for v in mann_whitney([0.1, 0.2, 0.3, 0.4], [0.35, 0.5, 0.6, 0.7])]
-    [15.0, 0.0303]
-    """
-    if alternative not in ("worse", "better"):
-        raise ValueError(f"alternative must be 'worse' or 'better', not {alternative!r}")
-    x = np.asarray(b, dtype=float) + (-margin if alternative == "worse" else margin)
-    y = np.asarray(a, dtype=float)
-    n1, n2 = len(x), len(y)
-    if n1 == 0 or n2 == 0:
-        return 0.0, 1.0
-    _, inverse, counts = np.unique(np.concatenate([x, y]), return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse.ravel()]
-    u1 = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2)
-    n, ties = n1 + n2, float((counts.astype(float) ** 3 - counts).sum())
-    var = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)))
-    if var <= 0:
-        return u1, 1.0
-    u = u1 if alternative == "worse" else n1 * n2 - u1
-    return u1, _norm_sf((u - n1 * n2 / 2 - 0.5) / math.sqrt(var))
 
 
 @dataclass
@@ -191,8 +128,17 @@ class Verdict(_Record):
             raise ValueError(f"decision must be one of {DECISIONS}, not {self.decision!r}")
 
 
-def judge(champion: VariantWindow, challenger: VariantWindow, cfg: JudgeConfig | None = None) -> Verdict:
-    """Compare one window: hold on too few samples, rollback if worse on CTR or loss, else promote_step."""
+def judge(champion: VariantWindow, challenger: VariantWindow, cfg: JudgeConfig | None = None,
+          paired: PairedLoss | None = None) -> Verdict:
+    """Compare one window: hold on too few samples, rollback if worse on CTR or loss, else promote_step.
+
+    CTR compares what each variant served. Loss: with ``paired`` (both models scored on the
+    same examples, the learner's progressive validation), a paired z-test of the mean loss
+    difference; without it, Mann-Whitney on the two windows' losses. Per-example loss
+    depends on the click rate of the traffic it is measured on and is bimodal (clicks cost
+    much more), so the paired mean is the sound comparison: measured on the stream, a model
+    with negated weights had a lower loss *median* (Mann-Whitney said "better") and a higher mean.
+    """
     cfg = cfg or JudgeConfig()
     ev = {"champion_n": str(champion.served), "challenger_n": str(challenger.served),
           "champion_ctr": f"{champion.ctr:.4f}", "challenger_ctr": f"{challenger.ctr:.4f}",
@@ -203,12 +149,19 @@ def judge(champion: VariantWindow, challenger: VariantWindow, cfg: JudgeConfig |
     counts = (champion.clicks, champion.served, challenger.clicks, challenger.served, cfg.ctr_margin)
     z, ctr_worse = two_proportion_test(*counts, alternative="worse")
     ctr_better = two_proportion_test(*counts, alternative="better")[1]
-    u, loss_worse = mann_whitney(champion.losses, challenger.losses, "worse", cfg.loss_margin)
-    loss_better = mann_whitney(champion.losses, challenger.losses, "better", cfg.loss_margin)[1]
+    if paired is not None:
+        u, loss_worse = paired.test("worse", cfg.loss_margin)
+        loss_better = paired.test("better", cfg.loss_margin)[1]
+        loss = f"log loss {paired.mean:+.4f} per example on the same {paired.n} examples"
+        ev.update(loss_test="paired_z", loss_diff_mean=f"{paired.mean:.5f}", paired_n=str(paired.n))
+    else:
+        u, loss_worse = mann_whitney(champion.losses, challenger.losses, "worse", cfg.loss_margin)
+        loss_better = mann_whitney(champion.losses, challenger.losses, "better", cfg.loss_margin)[1]
+        loss = f"log loss {challenger.mean_loss:.3f} vs {champion.mean_loss:.3f}"
+        ev.update(loss_test="mann_whitney")
     ev.update(ctr_z=f"{z:.3f}", ctr_p_worse=f"{ctr_worse:.3g}", ctr_p_better=f"{ctr_better:.3g}",
-              loss_u=f"{u:.1f}", loss_p_worse=f"{loss_worse:.3g}", loss_p_better=f"{loss_better:.3g}")
+              loss_stat=f"{u:.3f}", loss_p_worse=f"{loss_worse:.3g}", loss_p_better=f"{loss_better:.3g}")
     ctr = f"ctr {challenger.ctr:.3f} vs {champion.ctr:.3f}"
-    loss = f"log loss {challenger.mean_loss:.3f} vs {champion.mean_loss:.3f}"
     worse = [f"{text} (p={p:.2g})" for text, p in ((ctr, ctr_worse), (loss, loss_worse)) if p < cfg.alpha]
     if worse:
         return Verdict("rollback", "challenger worse: " + "; ".join(worse), ev)
@@ -387,6 +340,8 @@ class RolloutState(_Record):
         self.windows_in_step += 1
         self.examples_in_step += challenger_examples
         self.worse_streak = self.worse_streak + 1 if verdict.decision == "rollback" else 0
+        if verdict.decision == "rollback":  # a step is only passed by windows in a row that are not worse
+            self.windows_in_step = self.examples_in_step = 0
         if self.worse_streak >= cfg.worse_windows:
             return self._act("rollback", f"{verdict.reason}, {self.worse_streak} windows in a row",
                              verdict.evidence, now_ms)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Callable
 
 from stream.adapters.output import Output
@@ -30,20 +31,24 @@ REPORT_TOPICS = {"input": "drift.input.v1", "profiles": "drift.profiles.v1", "pr
 SOURCES = {"clicks.v1": ("input", "ClickMessage"), "profiles.v1": ("profiles", "UserProfile"),
            "recommendations.v1": ("predictions", "Recommendation"),
            "recommendations.shadow.v1": ("predictions", "Recommendation"), "feedback.v1": ("concept", "Feedback")}
-_TIME_FIELD = {"profiles": "last_seen", "predictions": "created", "concept": "resolved_at"}
+_TIME_FIELD = {"profiles": "last_seen", "predictions": "created", "concept": "served_at"}
 
 
 class DriftStage:
     def __init__(self, cfg: DriftConfig, thresholds: Thresholds, ingest_cfg: ingest.IngestConfig,
                  registry: SchemaRegistry, out: Output, idle_close_s: float = 15.0,
-                 detectors: Callable[[], dict] | None = None, clock: Callable[[], float] = time.time) -> None:
+                 detectors: Callable[[], dict] | None = None, attribution_ms: int = 30_000,
+                 clock: Callable[[], float] = time.time) -> None:
         self.cfg, self.ingest_cfg, self.registry, self.out, self.clock = cfg, ingest_cfg, registry, out, clock
         self.idle_close_ms = int(idle_close_s * 1000)
         self.monitors = {
             "input": StageDrift("input", input_values, cfg, thresholds),
             "profiles": StageDrift("profiles", profile_values, cfg, thresholds),
             "predictions": StageDrift("predictions", prediction_values, cfg, thresholds),
-            "concept": StageDrift("concept", concept_values, cfg, thresholds,
+            # feedback is windowed by when the recommendation was served; its labels arrive up to
+            # one attribution window later, so the concept windows wait that much longer
+            "concept": StageDrift("concept", concept_values, replace(cfg, grace_ms=cfg.grace_ms + attribution_ms),
+                                  thresholds,
                                   detectors=detectors or river_detectors())}
         self.last_record = dict.fromkeys(self.monitors, clock())
         self.stats = StageStats("drift")

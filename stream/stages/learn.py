@@ -7,16 +7,19 @@ seconds (announced on models.v1), freeze/resume/reset switches read from the reg
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from stream.adapters.output import Output
 from stream.adapters.registry import ModelIntegrityError, ModelRegistry
+from stream.config import RolloutSettings
 from stream.core.learn import Learner
 from stream.core.model import new_model
 from stream.errors import SerdeError
 from stream.log import event
 from stream.monitor import StageStats
 from stream.serde import SchemaRegistry
+from stream.stages.rollout import RolloutController
 
 log = logging.getLogger("stream.learn")
 FAMILY = "logreg"
@@ -24,13 +27,16 @@ FAMILY = "logreg"
 
 class LearnLoop:
     def __init__(self, registry: ModelRegistry, serde: SchemaRegistry, out: Output, name: str, lr: float,
-                 k: int, release_every: int, release_every_s: float) -> None:
+                 k: int, release_every: int, release_every_s: float, rollout: RolloutSettings | None = None) -> None:
         self.registry, self.serde, self.out, self.name, self.lr, self.k = registry, serde, out, name, lr, k
         self.release_every, self.release_every_s = release_every, release_every_s
         self.stats = StageStats("learn")
         self.learner: Learner | None = None
         self.since_release = 0
         self.last_release = time.monotonic()
+        #: the learner thread and the control/alert agents both change learners: one at a time
+        self.lock = threading.Lock()
+        self.rollout = RolloutController(self, rollout) if rollout is not None else None
 
     def start(self) -> dict:
         """Continue from the latest release, or start (and release) a fresh model."""
@@ -43,10 +49,12 @@ class LearnLoop:
                 event(log, "model_refused", logging.ERROR, model=self.name, version=latest["version"], error=str(exc))
         self.learner = Learner(model, self.name, version)
         self.learner.frozen = self.registry.flag(self.name, "frozen")
-        if version == 0:
-            return self.release(parent=None)
-        event(log, "learner_resumed", model=self.name, version=version)
-        return latest
+        rec = self.release(parent=None) if version == 0 else latest
+        if version:
+            event(log, "learner_resumed", model=self.name, version=version)
+        if self.rollout is not None:
+            self.rollout.start(self.learner.version)
+        return rec
 
     def process(self, raw: bytes) -> None:
         try:
@@ -56,7 +64,9 @@ class LearnLoop:
             event(log, "feedback_undecodable", logging.WARNING, error=str(exc))
             return
         self.stats.count("in")
-        self.learner.learn(fb["features"], fb["label"], fb["rec_id"], fb["variant"], self.k)
+        p = self.learner.learn(fb["features"], fb["label"], fb["rec_id"], fb["variant"], self.k)
+        if self.rollout is not None:
+            self.rollout.observe(fb, p, self.k)
         self.since_release += 1
         self.stats.count("out")
 
@@ -81,9 +91,19 @@ class LearnLoop:
             event(log, "model_reset", model=self.name, from_version=ln.version)
             return self.release(parent=None)
         self.update_gauges()
+        if self.rollout is not None:
+            self.rollout.maybe_judge()
         due = self.since_release >= self.release_every or \
             (self.since_release and time.monotonic() - self.last_release >= self.release_every_s)
-        return self.release(parent=ln.version) if due and not ln.frozen else None
+        if not due or ln.frozen:
+            return None
+        challenger = self.rollout.learners.get("challenger") if self.rollout is not None else None
+        if challenger is not None:  # the scorers serve the challenger's newest snapshot too
+            rec = self.registry.release(self.name, challenger.model, family=FAMILY, parent=challenger.version,
+                                        examples=challenger.examples, metrics=challenger.metrics("challenger"),
+                                        pointer="challenger")
+            challenger.version = rec["version"]
+        return self.release(parent=ln.version)
 
     def release(self, parent: int | None) -> dict:
         ln = self.learner
@@ -91,6 +111,9 @@ class LearnLoop:
         rec = self.registry.release(self.name, ln.model, family=FAMILY, parent=parent, examples=ln.examples,
                                     metrics=metrics)
         ln.version = rec["version"]
+        if self.rollout is not None and self.rollout.state is not None:
+            self.rollout.state.champion = rec["version"]  # the champion's newest snapshot
+            self.rollout.save()
         self.out.produce("models.v1", self.serde.encode("ModelRelease", rec), key=self.name.encode())
         self.since_release, self.last_release = 0, time.monotonic()
         self.stats.outputs.update({f"{k}": v for k, v in metrics.items()})

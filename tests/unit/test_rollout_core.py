@@ -370,3 +370,46 @@ def test_state_round_trips_through_json_and_revisions_grow():
     assert RolloutState.from_dict({"model": "reco", "champion": 3}).steps == [0.05, 0.10, 0.25, 0.50, 1.0]
     t = Transition("rollout.step", "INFO", "m", {"a": "1"})
     assert Transition(**json.loads(json.dumps(t.to_dict()))) == t
+
+
+def test_paired_loss_test_matches_a_one_sample_t_on_the_differences():
+    from scipy import stats as sps
+
+    from stream.core.rollout import PairedLoss
+    rng = np.random.default_rng(3)
+    champ = rng.exponential(0.4, 3000)
+    chal = champ + rng.normal(0.01, 0.2, 3000)
+    pl = PairedLoss()
+    for a, b in zip(champ, chal):
+        pl.update(float(a), float(b))
+    z, p = pl.test("worse")
+    ref = sps.ttest_1samp(chal - champ, 0.0, alternative="greater")
+    assert z == pytest.approx(ref.statistic, rel=1e-6) and p == pytest.approx(ref.pvalue, rel=1e-2)
+    assert pl.test("better")[1] == pytest.approx(1 - p, abs=1e-6)
+
+
+def test_judge_uses_the_paired_mean_where_the_median_misleads():
+    """Negated weights: lower loss on most non-clicks (lower median), far higher on clicks (higher mean)."""
+    from stream.core.rollout import PairedLoss
+    rng = np.random.default_rng(0)
+    champion, challenger, paired = VariantWindow(), VariantWindow(), PairedLoss()
+    for _ in range(4000):
+        y = int(rng.random() < 0.15)
+        l_champ = -np.log(0.3) if y else -np.log(1 - 0.12)
+        l_chal = -np.log(0.02) if y else -np.log(1 - 0.01)
+        champion.update(y, float(l_champ))
+        challenger.update(y, float(l_chal))
+        paired.update(float(l_champ), float(l_chal))
+    assert judge(champion, challenger, JudgeConfig()).decision == "promote_step"  # Mann-Whitney: "better"
+    v = judge(champion, challenger, JudgeConfig(), paired)
+    assert v.decision == "rollback" and "log loss" in v.reason and v.evidence["loss_test"] == "paired_z"
+
+
+def test_a_worse_window_restarts_the_steps_clock():
+    st = RolloutState(model="reco", champion=1)
+    st.start_canary(2, now_ms=0, steps=[0.05, 0.5, 1.0])
+    cfg = JudgeConfig(step_windows=2, step_examples=0, worse_windows=3)
+    ok, bad = Verdict("promote_step", "fine"), Verdict("rollback", "worse")
+    assert st.on_window(ok, 100, 1, cfg) == [] and st.on_window(bad, 100, 2, cfg) == []
+    assert st.on_window(ok, 100, 3, cfg) == [] and st.share == 0.05  # only 1 good window since the worse one
+    assert [t.name for t in st.on_window(ok, 100, 4, cfg)] == ["rollout.step"] and st.share == 0.5

@@ -1,0 +1,85 @@
+"""`stream drift ...`: calibrate thresholds from a stationary run, reset the reference."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import yaml
+
+from stream.adapters.kafka import read
+from stream.config import Settings
+from stream.core.drift import calibrate
+from stream.errors import StreamError
+from stream.model_cli import publish_control
+from stream.serde import SchemaRegistry
+from stream.stack import endpoints
+from stream.stages.drift import REPORT_TOPICS
+from stream.drift_setup import STAGES
+
+
+def stationary_values(bootstrap: str, serde: SchemaRegistry, alerting: tuple[str, ...], since_ms: int = 0,
+                      timeout_s: float = 30.0) -> tuple[dict[tuple[str, str, str], list[float]], int]:
+    """Every alerting statistic's values in the drift reports on the broker (windows from ``since_ms``)."""
+    values: dict[tuple[str, str, str], list[float]] = {}
+    windows: set[tuple[str, int]] = set()
+    deadline = time.monotonic() + timeout_s
+    for topic in REPORT_TOPICS.values():
+        for m in read(bootstrap, topic, idle_timeout=1.0, deadline=deadline):
+            r = serde.decode("DriftReport", m.value)
+            if r["window_start"] < since_ms or r["statistic"] not in alerting:
+                continue
+            values.setdefault((r["stage"], r["quantity"], r["statistic"]), []).append(r["value"])
+            windows.add((r["stage"], r["window_start"]))
+    return values, len({w for _, w in windows})
+
+
+def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
+    bootstrap, _ = endpoints(settings)
+    serde = SchemaRegistry(settings.paths.schemas_dir)
+    if args.drift_command == "reset-reference":
+        bad = set(args.stage or ()) - set(STAGES)
+        if bad:
+            raise StreamError(f"unknown drift stage(s) {', '.join(sorted(bad))}; stages: {', '.join(STAGES)}")
+        stages = ",".join(args.stage or STAGES)
+        publish_control(serde, bootstrap, settings.model.name, "PIN_REFERENCE", args={"stages": stages})
+        print(f"drift reference reset requested for {stages} (published on control.v1); the next "
+              f"{settings.drift.reference_windows} windows form the new reference")
+        return 0
+    values, windows = stationary_values(bootstrap, serde, settings.drift.alerting, args.since_ms)
+    if windows < args.min_windows:
+        raise StreamError(f"only {windows} drift windows on the broker (need {args.min_windows}): run the "
+                          f"drift worker over a stationary stream for longer")
+    table = calibrate(values, args.target_run_windows)
+    out = {"calibrated": {"windows": windows, "target_run_windows": args.target_run_windows,
+                          "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+           "thresholds": {k: {key: round(v, 6) for key, v in e.items()} for k, e in table.items()}}
+    Path(args.out).write_text(yaml.safe_dump(out, sort_keys=True))
+    for key, e in table.items():
+        print(f"{key:<48} threshold {e['threshold']:.4g}  (stationary max {e['max']:.4g}, median "
+              f"{e['median']:.4g}, {e['windows']} values)")
+    print(f"{len(table)} thresholds from {windows} stationary windows written to {args.out}; "
+          f"use them with STREAM_DRIFT_THRESHOLDS_FILE={args.out}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    dp = sub.add_parser("drift", help="calibrate drift thresholds; reset the drift reference",
+                        description="Drift monitoring controls (the drift worker runs with `stream worker --stages drift`).")
+    dsub = dp.add_subparsers(dest="drift_command", metavar="ACTION", required=True)
+    sp = dsub.add_parser("calibrate", help="thresholds from a stationary run, for a target false-alarm rate",
+                         description="Read the drift reports of a run the operator knows was stationary and set "
+                                     "each alerting statistic's threshold so that one false alarm is expected per "
+                                     "TARGET_RUN_WINDOWS windows across all of them (log-normal fit of the values, "
+                                     "never below the largest value seen). Writes a YAML thresholds file.")
+    sp.add_argument("--target-run-windows", type=float, default=1000.0,
+                    help="expected windows between false alarms over all statistics (default 1000)")
+    sp.add_argument("--out", default="drift-thresholds.yaml", help="file to write (default drift-thresholds.yaml)")
+    sp.add_argument("--since-ms", type=int, default=0, help="only windows starting at or after this epoch ms")
+    sp.add_argument("--min-windows", type=int, default=20, help="refuse with fewer stationary windows (default 20)")
+    sp = dsub.add_parser("reset-reference", help="the next windows form a new reference (after a deliberate change)",
+                         description="Publish PIN_REFERENCE on control.v1: the drift worker forgets the reference "
+                                     "of the given stages (default all) and takes the next windows as the new one.")
+    sp.add_argument("--stage", action="append", help=f"one of {', '.join(STAGES)} (repeatable; default all)")
+    dp.set_defaults(handler=cmd_drift)

@@ -1,0 +1,218 @@
+"""The drift monitor: reference, windows, statistics per quantity, alarms with hysteresis,
+late events, thresholds (file and calibration), river detectors on the loss."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from stream.config import Settings
+from stream.core.drift import calibrate
+from stream.core.drift_monitor import DriftConfig, StageDrift, Thresholds, river_detectors
+from stream.core.drift_quantities import concept_values, input_values, log_loss, prediction_values, profile_values
+from stream.drift_setup import drift_config, drift_thresholds, read_thresholds
+from stream.errors import ConfigError
+
+CFG = DriftConfig(window_ms=1000, grace_ms=0, reference_windows=3, min_samples=100)
+
+
+def clicks(rng: random.Random, start: int, end: int, step: int = 2, categories=("c1", "c2", "c3"),
+           weights=(0.6, 0.3, 0.1), price_mu: float = 3.0, category_missing: float = 0.0):
+    for t in range(start, end, step):
+        cat = None if rng.random() < category_missing else rng.choices(categories, weights)[0]
+        yield {"event_id": str(t), "user_id": "u", "event_type": rng.choice(["view", "click"]), "timestamp": t,
+               "category": cat, "price": rng.lognormvariate(price_mu, 0.5), "dwell_ms": rng.randint(100, 5000),
+               "device": rng.choice(["mobile", "desktop"]), "country": "DE"}
+
+
+def feed(d: StageDrift, events) -> None:
+    for ev in events:
+        d.update(ev, ev["timestamp"])
+
+
+def alarms(reports: list[dict]) -> set[tuple[str, str]]:
+    return {(r["quantity"], r["statistic"]) for r in reports if r["alarm"]}
+
+
+def test_no_report_until_the_reference_is_taken_then_one_per_quantity_and_statistic():
+    d = StageDrift("input", input_values, CFG, Thresholds())
+    feed(d, clicks(random.Random(1), 0, 3000))
+    reports, alerts = d.close(3000)
+    assert reports == [] and alerts == [] and d.reference is not None and d.reference.windows == 3
+    feed(d, clicks(random.Random(2), 3000, 4000))
+    reports, alerts = d.close(4000)
+    keys = {(r["quantity"], r["statistic"]) for r in reports}
+    assert ("category", "psi") in keys and ("category", "js") in keys and ("category", "chi2") in keys
+    assert ("price", "ks") in keys and ("events", "rate_change") in keys
+    assert {r["window_start"] for r in reports} == {3000}
+    assert all(r["reference_id"] == d.reference.reference_id for r in reports)
+    assert alarms(reports) == set() and alerts == []  # same distribution, fresh sample
+
+
+def test_a_shifted_category_mix_and_a_shifted_price_alarm_and_nothing_else():
+    d = StageDrift("input", input_values, CFG, Thresholds())
+    feed(d, clicks(random.Random(1), 0, 3000))
+    d.close(3000)
+    feed(d, clicks(random.Random(2), 3000, 4000, weights=(0.1, 0.3, 0.6), price_mu=4.0))
+    reports, alerts = d.close(4000)
+    assert alarms(reports) == {("category", "psi"), ("category", "js"), ("category", "chi2"), ("price", "psi"),
+                               ("price", "ks")}
+    # chi2 is reported but does not alert by default; the others alert once each
+    assert sorted(a["name"] for a in alerts) == ["drift.input.category.js", "drift.input.category.psi",
+                                                 "drift.input.price.ks", "drift.input.price.psi"]
+    ev = alerts[0]["evidence"]
+    assert ev["stage"] == "input" and ev["window_start"] == "3000" and float(ev["value"]) > float(ev["threshold"])
+
+
+def test_a_field_that_starts_arriving_empty_moves_the_distribution():
+    d = StageDrift("input", input_values, CFG, Thresholds())
+    feed(d, clicks(random.Random(1), 0, 3000))
+    d.close(3000)
+    feed(d, clicks(random.Random(2), 3000, 4000, category_missing=0.5))
+    reports, _ = d.close(4000)
+    assert ("category", "psi") in alarms(reports)
+    cat = next(r for r in reports if r["quantity"] == "category" and r["statistic"] == "psi")
+    assert cat["sample_size"] == 500  # values plus the missing ones, counted as one more bin
+
+
+def test_hysteresis_alerts_once_while_drifted_and_clears_below_half_the_threshold():
+    d = StageDrift("input", input_values, CFG, Thresholds({"input/category/js": 0.15}))
+    feed(d, clicks(random.Random(1), 0, 3000))
+    d.close(3000)
+    names = []
+    for i, w in enumerate([(0.1, 0.3, 0.6), (0.1, 0.3, 0.6), (0.1, 0.3, 0.6), (0.6, 0.3, 0.1)]):
+        feed(d, clicks(random.Random(10 + i), 3000 + i * 1000, 4000 + i * 1000, weights=w))
+        _, alerts = d.close(4000 + i * 1000)
+        names.append(sorted(a["name"] for a in alerts if ".category.js" in a["name"]))
+    assert names == [["drift.input.category.js"], [], [], ["drift.input.category.js.cleared"]]
+
+
+def test_late_events_are_counted_in_the_next_report_not_dropped_silently():
+    d = StageDrift("input", input_values, CFG, Thresholds())
+    feed(d, clicks(random.Random(1), 0, 4000))
+    d.close(4000)
+    assert d.update({"event_type": "view", "timestamp": 500}, 500) is False
+    feed(d, clicks(random.Random(2), 4000, 5000))
+    reports, _ = d.close(5000)
+    assert {r["late_events"] for r in reports} == {1}
+
+
+def test_a_small_window_is_reported_but_never_alarms():
+    d = StageDrift("input", input_values, CFG, Thresholds())
+    feed(d, clicks(random.Random(1), 0, 3000))
+    d.close(3000)
+    feed(d, clicks(random.Random(2), 3000, 4000, step=20, weights=(0.0, 0.0, 1.0)))  # 50 events
+    reports, alerts = d.close(4000)
+    cat = next(r for r in reports if r["quantity"] == "category" and r["statistic"] == "psi")
+    assert cat["value"] > 1 and not cat["alarm"]
+    assert [a["name"] for a in alerts] == ["drift.input.events.rate_change"]  # the rate itself fell 20x
+
+
+def test_reset_reference_takes_the_next_windows_as_the_new_reference():
+    d = StageDrift("input", input_values, CFG, Thresholds())
+    feed(d, clicks(random.Random(1), 0, 3000))
+    d.close(3000)
+    old = d.reference.reference_id
+    d.reset_reference()
+    feed(d, clicks(random.Random(2), 3000, 6000, weights=(0.1, 0.3, 0.6)))
+    assert d.close(6000) == ([], [])
+    feed(d, clicks(random.Random(3), 6000, 7000, weights=(0.1, 0.3, 0.6)))
+    reports, _ = d.close(7000)
+    assert d.reference.reference_id != old and alarms(reports) == set()
+
+
+def test_variants_are_watched_separately_in_predictions():
+    d = StageDrift("predictions", prediction_values, CFG, Thresholds())
+    rng = random.Random(0)
+
+    def rec(t, variant, mu):
+        return {"variant": variant, "created": t,
+                "items": [{"score": min(1, max(0, rng.gauss(mu, 0.05))), "category": "c1"} for _ in range(10)]}
+    for t in range(0, 3000, 20):
+        d.update(rec(t, "champion", 0.2), t)
+        d.update(rec(t, "challenger", 0.2), t)
+    d.close(3000)
+    for t in range(3000, 4000, 20):
+        d.update(rec(t, "champion", 0.2), t)
+        d.update(rec(t, "challenger", 0.5), t)
+    reports, _ = d.close(4000)
+    # top_score has one value per list (50 < min_samples): reported, not alarmed
+    assert {q for q, _ in alarms(reports)} == {"score[challenger]"}
+    assert {r["quantity"] for r in reports} >= {"score[champion]", "top_score[challenger]", "list_length[champion]"}
+
+
+def test_profile_and_concept_quantities():
+    p = {"counts": {"view": 6, "click": 3, "purchase": 1}, "affinity": {"c1": 3.0, "c2": 1.0}}
+    vals = {name: v for name, _, v in profile_values(p)}
+    assert vals == {"click_share": 0.3, "add_to_cart_share": 0.0, "purchase_share": 0.1, "top_category": "c1",
+                    "affinity_top_share": 0.75}
+    fb = {"variant": "challenger", "score": 0.8, "label": 1}
+    assert list(concept_values(fb)) == [("log_loss[challenger]", "numeric", pytest.approx(0.2231, abs=1e-4)),
+                                        ("label[challenger]", "categorical", "click")]
+    assert log_loss(0.0, 1) == pytest.approx(13.8155, abs=1e-3)  # clipped, never infinite
+
+
+def test_river_detectors_fire_on_a_rising_loss_and_stay_quiet_on_a_stationary_one():
+    rng = random.Random(0)
+
+    def run(shift: bool) -> dict[str, int]:
+        d = StageDrift("concept", concept_values, CFG, Thresholds(), detectors=river_detectors())
+        total = {"adwin": 0, "page_hinkley": 0}
+        for t in range(0, 12000, 2):
+            p_click = 0.3 if shift and t >= 8000 else 0.1
+            d.update({"variant": "champion", "score": 0.1, "label": int(rng.random() < p_click), "served_at": t}, t)
+            for r in d.close(t)[0]:
+                if r["statistic"] in total:
+                    total[r["statistic"]] += int(r["value"])
+        return total
+    quiet, drifted = run(False), run(True)
+    assert quiet == {"adwin": 0, "page_hinkley": 0}
+    assert drifted["adwin"] >= 1 and drifted["page_hinkley"] >= 1
+
+
+def test_thresholds_fall_back_from_quantity_to_stage_to_statistic(tmp_path):
+    f = tmp_path / "t.yaml"
+    f.write_text("thresholds:\n  input/price/psi: {threshold: 0.05}\n  concept/log_loss/ks: 0.3\n")
+    s = Settings.load(env={"STREAM_DRIFT_THRESHOLDS_FILE": str(f), "STREAM_DRIFT_JS": "0.2"})
+    t = drift_thresholds(s)
+    assert t.get("input", "price", "psi") == 0.05 and t.get("concept", "log_loss[challenger]", "ks") == 0.3
+    assert t.get("input", "category", "js") == 0.2 and t.get("input", "category", "psi") == 0.25
+    assert drift_config(s).window_ms == 5000
+
+
+@pytest.mark.parametrize("text, message", [
+    ("nope: 1\n", "expected a 'thresholds' mapping"),
+    ("thresholds:\n  input/price/nope: 1\n", "bad key 'input/price/nope'"),
+    ("thresholds:\n  input/price/psi: high\n", "not a number"),
+    ("thresholds: [\n", "not valid YAML"),
+])
+def test_a_bad_thresholds_file_is_a_clear_error(tmp_path, text, message):
+    f = tmp_path / "t.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        read_thresholds(f)
+
+
+def test_an_unknown_alerting_statistic_is_a_clear_error():
+    with pytest.raises(ConfigError, match="unknown statistic"):
+        drift_config(Settings.load(env={"STREAM_DRIFT_ALERTING": "psi,bogus"}))
+
+
+def test_calibration_sets_thresholds_above_the_stationary_values_and_merges_variants():
+    rng = random.Random(0)
+    values = {("predictions", "score[champion]", "ks"): [abs(rng.gauss(0.05, 0.01)) for _ in range(60)],
+              ("predictions", "score[challenger]", "ks"): [abs(rng.gauss(0.05, 0.01)) for _ in range(60)],
+              ("input", "category", "psi"): [abs(rng.gauss(0.1, 0.03)) for _ in range(60)]}
+    table = calibrate(values, target_run_windows=1000)
+    assert set(table) == {"predictions/score/ks", "input/category/psi"}
+    assert table["predictions/score/ks"]["windows"] == 120
+    for key, e in table.items():
+        assert e["threshold"] > e["max"] and e["alpha"] == pytest.approx(1 / 2000)
+    # never below the statistic's floor, whatever the stationary run showed
+    assert calibrate({("predictions", "list_length", "ks"): [0.0] * 50}, 1000)["predictions/list_length/ks"][
+        "threshold"] == 0.05
+    assert calibrate({("concept", "log_loss", "adwin"): [0, 0, 2, 0] * 10}, 1000)["concept/log_loss/adwin"][
+        "threshold"] == 2.5
+    # a longer target run (rarer false alarms) gives a higher threshold
+    assert calibrate(values, 10_000)["input/category/psi"]["threshold"] > table["input/category/psi"]["threshold"]
