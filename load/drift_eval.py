@@ -23,6 +23,7 @@ import json
 import math
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -41,6 +42,8 @@ from stream.topology import Topology
 from stream.workload import Scenario, Workload
 
 SCENARIOS = ("sudden", "gradual", "covariate", "concept", "upstream_bug")
+#: time allowed for the drift worker to start and join (the closed loop runs on meanwhile)
+STARTUP_S = 20.0
 
 
 def say(text: str) -> None:
@@ -66,7 +69,12 @@ def run_one(kind: str, opts: argparse.Namespace, thresholds_file: str | None, pr
         main, _, _ = start_worker(settings, boot, redis_url, "main", extra_env=env)
         workers.append(main)
         wl = Workload(seed=opts.seed, users=opts.users)
-        ClosedLoop(boot, wl, rate=opts.rate, seed=1).run(opts.warmup_s)
+        # one continuous closed loop: the drift worker's reference must not see a start-up
+        # transient (no recommendations yet, so no clicks on them: a different event mix)
+        total = opts.warmup_s + STARTUP_S + pre_s + post_s
+        sim = threading.Thread(target=ClosedLoop(boot, wl, rate=opts.rate, seed=1).run, args=(total,), daemon=True)
+        sim.start()
+        time.sleep(opts.warmup_s)
         models = ModelRegistry(redis_url, settings.model.hmac_key, serde, settings.redis.key_prefix)
         models.set_flag(settings.model.name, "frozen", True)  # the served model stays fixed from here
         models.close()
@@ -76,8 +84,8 @@ def run_one(kind: str, opts: argparse.Namespace, thresholds_file: str | None, pr
         change_ms = start_ms + int(pre_s * 1000)
         span_ms = int(opts.gradual_span_s * 1000) if kind == "gradual" else 0
         wl.scenario = Scenario(kind, change_at_ms=change_ms, span_ms=span_ms)
-        sim = ClosedLoop(boot, wl, rate=opts.rate, seed=2)
-        sim.run(pre_s + post_s, progress=lambda r: None)
+        time.sleep(max(0.0, change_ms / 1000 + post_s - time.time()))
+        sim.join(total + 60)
         time.sleep(opts.window_s * 2 + 2)  # the last windows close (event time + grace, then the timer)
         deadline = time.monotonic() + 60
         alerts = [serde.decode("Alert", m.value) for m in read(boot, "alerts.v1", idle_timeout=1.0, deadline=deadline)]
@@ -121,13 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", type=int, default=500)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--window-s", type=float, default=2.0)
-    ap.add_argument("--reference-windows", type=int, default=5)
+    ap.add_argument("--reference-windows", type=int, default=10)
     ap.add_argument("--min-samples", type=int, default=150)
-    ap.add_argument("--attribution-s", type=float, default=2.0)
+    ap.add_argument("--attribution-s", type=float, default=8.0)
     ap.add_argument("--warmup-s", type=float, default=25.0, help="closed-loop learning before drift starts")
-    ap.add_argument("--calibration-s", type=float, default=100.0)
-    ap.add_argument("--stationary-s", type=float, default=210.0, help="validation run (>= 100 windows)")
-    ap.add_argument("--pre-s", type=float, default=30.0, help="seconds from drift start to the change point")
+    ap.add_argument("--calibration-s", type=float, default=120.0)
+    ap.add_argument("--stationary-s", type=float, default=230.0, help="validation run (>= 100 windows)")
+    ap.add_argument("--pre-s", type=float, default=40.0, help="seconds from drift start to the change point")
     ap.add_argument("--post-s", type=float, default=30.0)
     ap.add_argument("--gradual-span-s", type=float, default=20.0)
     ap.add_argument("--target-run-windows", type=float, default=1000.0)

@@ -74,7 +74,7 @@ def run(settings: Settings, opts: DemoOptions) -> int:
         say(f"[stack] {line}")
     bootstrap = settings.kafka.bootstrap_servers or procs["broker"].endpoint
     redis_url = settings.redis.url or procs["redis"].endpoint
-    worker = None
+    worker = drift = None
     try:
         topology = Topology.load(settings.paths.topology)
         results = ensure_topology(bootstrap, topology)
@@ -85,6 +85,9 @@ def run(settings: Settings, opts: DemoOptions) -> int:
         stats = produce_workload(producer(bootstrap), topology.topic("clicks.v1"), wl, events=opts.warmup_events,
                                  batch_size=100, malformed_share=0.01)
         say(f"[warm-up] {stats.events:,} events in {stats.messages} messages ({stats.malformed} malformed)")
+        drift, drift_log, _ = start_worker(settings, bootstrap, redis_url, "demo-drift", stages="drift")
+        say(f"[drift] drift worker running (pid {drift.pid}, log {drift_log}); its reference is the first "
+            f"{settings.drift.reference_windows} windows of {settings.drift.window_s:g}s")
         sim = ClosedLoop(bootstrap, wl, rate=opts.rate, partitions=topology.topic("clicks.v1").partitions)
         say(f"[simulator] {opts.users} users, {opts.rate:,.0f} events/s for {opts.seconds:.0f}s; "
             f"CTR of a random list {sim.report.random_ctr:.3f}, of an ideal list {sim.report.ideal_ctr:.3f}")
@@ -93,8 +96,9 @@ def run(settings: Settings, opts: DemoOptions) -> int:
         _summary(report, settings, bootstrap, redis_url, port)
         return 0
     finally:
-        if worker is not None:
-            stop_pid(worker.pid, 20)
+        for proc in (worker, drift):
+            if proc is not None:
+                stop_pid(proc.pid, 20)
         if opts.keep or not started_here:
             say(f"[stack] left running (stop it with `stream down`): broker {bootstrap}")
         else:
@@ -132,3 +136,11 @@ def _summary(r: SimReport, settings: Settings, bootstrap: str, redis_url: str, p
         f"v{x['version']} ({x['examples_seen']:,} ex, logloss {x['metrics'].get('log_loss', 0):.3f})"
         for x in releases[-5:]))
     models.close()
+    deadline = time.monotonic() + 20
+    counts = {t: sum(1 for _ in read(bootstrap, t, idle_timeout=1.0, deadline=deadline)) for t in
+              ("drift.input.v1", "drift.profiles.v1", "drift.predictions.v1", "drift.concept.v1")}
+    alerts = [reg.decode("Alert", m.value) for m in read(bootstrap, "alerts.v1", idle_timeout=1.0, deadline=deadline)]
+    raised = [a for a in alerts if a["name"].startswith("drift.") and not a["name"].endswith(".cleared")]
+    say("drift reports          " + ", ".join(f"{t.split('.')[1]} {n:,}" for t, n in counts.items()) +
+        f"; {len(raised)} drift alarm(s) at the default (uncalibrated) thresholds"
+        + (": " + ", ".join(sorted({a['name'] for a in raised})[:6]) if raised else ""))

@@ -17,6 +17,7 @@ def test_demo_runs_the_whole_pipeline_and_stops_what_it_started(tmp_path):
     out = proc.stdout
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "[worker] running all stages" in out and "== summary ==" in out
+    assert "[drift] drift worker running" in out and "drift reports          input" in out
     served = int(re.search(r"recommendations\s+([\d,]+) served", out).group(1).replace(",", ""))
     assert served > 50
     ctr = float(re.search(r"CTR served\s+([\d.]+)", out).group(1))

@@ -167,3 +167,15 @@ def test_a_better_challenger_is_promoted_through_every_step_without_manual_actio
     assert names.count("rollout.step") == 3  # 5% -> 10% -> 50% -> 100%, then promoted
     st = state(loop)
     assert st["mode"] == "idle" and st["blue"] is not None and st["automation"] == "auto"
+
+
+def test_blue_green_switch_back_is_one_command_and_keeps_the_other_warm(loop):
+    before = state(loop)
+    assert before["mode"] == "idle" and before["blue"] is not None, before  # after the promotion above
+    t0 = int(time.time() * 1000)
+    cli(loop, "switch")
+    assert drive(loop, lambda: any(a["name"] == "rollout.switched" and a["created"] >= t0 for a in alerts(loop)), 40)
+    after = state(loop)
+    assert after["blue"] is not None and after["champion"] not in (before["champion"], None)
+    switched = [a for a in alerts(loop) if a["name"] == "rollout.switched" and a["created"] >= t0][-1]
+    assert f"v{before['blue']}" in switched["message"]
