@@ -74,6 +74,8 @@ def run_one(kind: str, opts: argparse.Namespace, thresholds_file: str | None, pr
         total = opts.warmup_s + STARTUP_S + pre_s + post_s
         sim = threading.Thread(target=ClosedLoop(boot, wl, rate=opts.rate, seed=1).run, args=(total,), daemon=True)
         sim.start()
+        # windows ending after the closed loop stops hold its trickling tail, not the stream: left out
+        until_ms = int((time.time() + total - opts.window_s) * 1000)
         time.sleep(opts.warmup_s)
         models = ModelRegistry(redis_url, settings.model.hmac_key, serde, settings.redis.key_prefix)
         models.set_flag(settings.model.name, "frozen", True)  # the served model stays fixed from here
@@ -88,8 +90,11 @@ def run_one(kind: str, opts: argparse.Namespace, thresholds_file: str | None, pr
         sim.join(total + 60)
         time.sleep(opts.window_s * 2 + 2)  # the last windows close (event time + grace, then the timer)
         deadline = time.monotonic() + 60
-        alerts = [serde.decode("Alert", m.value) for m in read(boot, "alerts.v1", idle_timeout=1.0, deadline=deadline)]
-        values, windows = stationary_values(boot, serde, settings.drift.alerting, timeout_s=60)
+        alerts = [a for a in (serde.decode("Alert", m.value) for m in read(boot, "alerts.v1", idle_timeout=1.0,
+                                                                            deadline=deadline))
+                  if int(a["evidence"].get("window_end", 0)) <= until_ms]
+        values, windows = stationary_values(boot, serde, settings.drift.alerting, until_ms=until_ms,
+                                            min_samples=opts.min_samples, timeout_s=60)
         first_window = min((int(a["evidence"]["window_start"]) for a in alerts), default=None)
         return {"kind": kind, "start_ms": start_ms, "change_ms": change_ms,
                 "midpoint_ms": wl.scenario.midpoint_ms, "alerts": alerts, "values": values, "windows": windows,

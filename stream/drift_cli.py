@@ -20,15 +20,18 @@ from stream.drift_setup import STAGES
 
 
 def stationary_values(bootstrap: str, serde: SchemaRegistry, alerting: tuple[str, ...], since_ms: int = 0,
+                      until_ms: int | None = None, min_samples: int = 0,
                       timeout_s: float = 30.0) -> tuple[dict[tuple[str, str, str], list[float]], int]:
-    """Every alerting statistic's values in the drift reports on the broker (windows from ``since_ms``)."""
+    """Every alerting statistic's values in the drift reports on the broker: windows from
+    ``since_ms`` to ``until_ms``, with at least ``min_samples`` values (smaller windows never alarm)."""
     values: dict[tuple[str, str, str], list[float]] = {}
     windows: set[tuple[str, int]] = set()
     deadline = time.monotonic() + timeout_s
     for topic in REPORT_TOPICS.values():
         for m in read(bootstrap, topic, idle_timeout=1.0, deadline=deadline):
             r = serde.decode("DriftReport", m.value)
-            if r["window_start"] < since_ms or r["statistic"] not in alerting:
+            if (r["window_start"] < since_ms or (until_ms is not None and r["window_end"] > until_ms)
+                    or r["statistic"] not in alerting or r["sample_size"] < min_samples):
                 continue
             values.setdefault((r["stage"], r["quantity"], r["statistic"]), []).append(r["value"])
             windows.add((r["stage"], r["window_start"]))
@@ -47,7 +50,8 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
         print(f"drift reference reset requested for {stages} (published on control.v1); the next "
               f"{settings.drift.reference_windows} windows form the new reference")
         return 0
-    values, windows = stationary_values(bootstrap, serde, settings.drift.alerting, args.since_ms)
+    values, windows = stationary_values(bootstrap, serde, settings.drift.alerting, args.since_ms, args.until_ms,
+                                        settings.drift.min_samples)
     if windows < args.min_windows:
         raise StreamError(f"only {windows} drift windows on the broker (need {args.min_windows}): run the "
                           f"drift worker over a stationary stream for longer")
@@ -77,6 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="expected windows between false alarms over all statistics (default 1000)")
     sp.add_argument("--out", default="drift-thresholds.yaml", help="file to write (default drift-thresholds.yaml)")
     sp.add_argument("--since-ms", type=int, default=0, help="only windows starting at or after this epoch ms")
+    sp.add_argument("--until-ms", type=int, default=None, help="only windows ending at or before this epoch ms")
     sp.add_argument("--min-windows", type=int, default=20, help="refuse with fewer stationary windows (default 20)")
     sp = dsub.add_parser("reset-reference", help="the next windows form a new reference (after a deliberate change)",
                          description="Publish PIN_REFERENCE on control.v1: the drift worker forgets the reference "

@@ -258,9 +258,10 @@ class StageDrift:
         self.late_reported = self.windows.late
         reports, alerts = [], []
 
-        def report(quantity: str, statistic: str, value: float, n: int, ref_n: int) -> None:
+        def report(quantity: str, statistic: str, value: float, n: int, ref_n: int, enough: bool | None = None) -> None:
             threshold = self.thresholds.get(self.stage, quantity, statistic)
-            enough = n >= self.cfg.min_samples and ref_n >= self.cfg.min_samples
+            if enough is None:
+                enough = n >= self.cfg.min_samples and ref_n >= self.cfg.min_samples
             alarm = enough and crossed(statistic, value, threshold)
             rep = {"stage": self.stage, "quantity": quantity, "statistic": statistic, "value": float(value),
                    "threshold": threshold, "alarm": alarm, "window_start": start,
@@ -273,8 +274,9 @@ class StageDrift:
                     alerts.append(alert)
 
         if self.stage == "input":
+            # few events is what this statistic is about: only the reference needs the samples
             report("events", "rate_change", abs(math.log(max(win.events, 1) / max(ref.mean_events, 1))),
-                   max(win.events, self.cfg.min_samples), max(int(ref.mean_events), self.cfg.min_samples))
+                   win.events, int(ref.mean_events), enough=ref.mean_events >= self.cfg.min_samples)
         for name, slot in sorted(win.values.items()):
             kind = self.kinds[name]
             if kind == CAT:
