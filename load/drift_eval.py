@@ -59,7 +59,7 @@ def run_one(kind: str, opts: argparse.Namespace, thresholds_file: str | None, pr
     boot, redis_url = procs["broker"].endpoint, procs["redis"].endpoint
     serde = SchemaRegistry.default()
     env = {"STREAM_MODEL_ATTRIBUTION_WINDOW_S": str(opts.attribution_s), "STREAM_DRIFT_WINDOW_S": str(opts.window_s),
-           "STREAM_DRIFT_GRACE_S": "0.5", "STREAM_DRIFT_MIN_SAMPLES": str(opts.min_samples),
+           "STREAM_DRIFT_GRACE_S": str(opts.grace_s), "STREAM_DRIFT_MIN_SAMPLES": str(opts.min_samples),
            "STREAM_DRIFT_REFERENCE_WINDOWS": str(opts.reference_windows), "STREAM_MONITOR_INTERVAL_S": "2"}
     if thresholds_file:
         env["STREAM_DRIFT_THRESHOLDS_FILE"] = thresholds_file
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", type=int, default=500)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--window-s", type=float, default=2.0)
+    ap.add_argument("--grace-s", type=float, default=1.0)
     ap.add_argument("--reference-windows", type=int, default=10)
     ap.add_argument("--min-samples", type=int, default=150)
     ap.add_argument("--attribution-s", type=float, default=8.0)

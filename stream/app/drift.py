@@ -30,7 +30,7 @@ def wire_drift(w: Worker, drift: DriftStage, topics: dict[str, faust.TopicT], co
             async for ev in stream.events():
                 m = ev.message
                 try:
-                    handle(name, m.value, dict(m.headers) if m.headers else None)
+                    handle(name, m.value, dict(m.headers) if m.headers else None, m.partition)
                 except StreamError as exc:
                     die(f"drift failed on {name}: {exc}")
                 except Exception as exc:  # a bug: stop loudly rather than watch nothing

@@ -50,11 +50,12 @@ class DriftStage:
             "concept": StageDrift("concept", concept_values, replace(cfg, grace_ms=cfg.grace_ms + attribution_ms),
                                   thresholds,
                                   detectors=detectors or river_detectors())}
-        self.last_record = dict.fromkeys(self.monitors, clock())
+        #: per stage, per (topic, partition): [highest event time, wall time of its last record]
+        self.sources: dict[str, dict[tuple[str, int], list]] = {stage: {} for stage in self.monitors}
         self.stats = StageStats("drift")
         self.active: dict[str, dict] = {}  # alert name -> alert, while on
 
-    def handle(self, topic: str, value: bytes, headers: dict[str, bytes] | None = None) -> None:
+    def handle(self, topic: str, value: bytes, headers: dict[str, bytes] | None = None, partition: int = 0) -> None:
         """One Kafka message of a monitored topic (undecodable ones are ingest's to dead-letter)."""
         stage, schema = SOURCES[topic]
         self.stats.count("in")
@@ -70,7 +71,10 @@ class DriftStage:
             self.stats.count("rejected")
             return
         mon = self.monitors[stage]
-        now_ms = int(self.clock() * 1000)
+        now = self.clock()
+        now_ms = int(now * 1000)
+        source = self.sources[stage].setdefault((topic, partition), [0, now])
+        source[1] = now
         for r in records:
             if stage == "input":
                 try:
@@ -81,9 +85,10 @@ class DriftStage:
                 ts = r["timestamp"]
             else:
                 ts = r[_TIME_FIELD[stage]]
+            if ts > source[0]:
+                source[0] = ts
             if not mon.update(r, ts):
                 self.stats.add_output(f"late_{stage}")
-        self.last_record[stage] = self.clock()
         self.stats.count("out")
 
     def close(self) -> tuple[int, int]:
@@ -91,8 +96,7 @@ class DriftStage:
         now = self.clock()
         n_reports = n_alerts = 0
         for stage, mon in self.monitors.items():
-            idle = (now - self.last_record[stage]) * 1000 >= self.idle_close_ms
-            reports, alerts = mon.close(max(mon.watermark, int(now * 1000) - self.idle_close_ms) if idle else None)
+            reports, alerts = mon.close(self.watermark(stage, now))
             for rep in reports:
                 self.out.produce(REPORT_TOPICS[stage], self.registry.encode("DriftReport", rep),
                                  key=f"{stage}/{rep['quantity']}/{rep['statistic']}".encode())
@@ -106,6 +110,16 @@ class DriftStage:
         self.stats.gauges["alarms_active"] = float(len(self.active))
         self.stats.gauges["references_ready"] = float(sum(m.reference is not None for m in self.monitors.values()))
         return n_reports, n_alerts
+
+    def watermark(self, stage: str, now: float) -> int:
+        """Event time a stage has surely passed: the lowest of its partitions' highest event
+        times (one partition read ahead of another must not close the other's windows: its
+        events would all be late), leaving out partitions idle for ``idle_close_s``; with
+        every partition idle, the wall clock minus ``idle_close_s``."""
+        active = [wm for wm, seen in self.sources[stage].values() if (now - seen) * 1000 < self.idle_close_ms]
+        if active:
+            return min(active)
+        return max(self.monitors[stage].watermark, int(now * 1000) - self.idle_close_ms)
 
     def publish_alert(self, alert: dict) -> None:
         name = alert["name"]

@@ -140,7 +140,6 @@ class RolloutController:
         applied = self.registry.meta(self.name, "rollout_applied_at")
         if applied is not None and cmd["issued_at"] <= int(applied):
             return []
-        self.registry.set_meta(self.name, "rollout_applied_at", cmd["issued_at"])
         self.stats.count("in")
         st = self.state
         try:
@@ -164,17 +163,18 @@ class RolloutController:
                 ts = st.switch(now)
             elif action in ("ROLLBACK", "STOP_SHADOW"):
                 ts = st.rollback(now, reason=cmd["args"].get("reason") or f"operator {cmd['issued_by']}")
-            else:
+            else:  # pragma: no cover - ACTIONS is checked above
                 return []
         except (RolloutError, ModelIntegrityError) as exc:
             refusal = Transition("rollout.refused", "WARNING", f"{action.lower()} refused: {exc}",
                                  {"command_id": cmd["command_id"], "issued_by": cmd["issued_by"]})
             self.publish([refusal])
-            return [refusal]
-        if not ts:
-            return []
-        ts = self.apply(ts)
-        self.save()
+            ts = [refusal]
+        else:
+            ts = self.apply(ts)
+            self.save()
+        # marked once done: a worker that dies half-way applies the command again after its restart
+        self.registry.set_meta(self.name, "rollout_applied_at", cmd["issued_at"])
         return ts
 
     def drift_alarm(self, alert: dict) -> list[Transition]:

@@ -216,3 +216,27 @@ def test_calibration_sets_thresholds_above_the_stationary_values_and_merges_vari
         "threshold"] == 2.5
     # a longer target run (rarer false alarms) gives a higher threshold
     assert calibrate(values, 10_000)["input/category/psi"]["threshold"] > table["input/category/psi"]["threshold"]
+
+
+def test_the_stage_watermark_waits_for_the_slowest_partition_unless_it_is_idle():
+    from stream.core.ingest import IngestConfig
+    from stream.serde import SchemaRegistry
+    from stream.stages.drift import DriftStage
+    now = [1_000.0]
+    reg = SchemaRegistry.default()
+    stage = DriftStage(CFG, Thresholds(), IngestConfig(max_skew_s=1e9), reg, out=None, idle_close_s=5,
+                       clock=lambda: now[0])
+
+    def send(partition: int, ts: int) -> None:
+        ev = {"event_id": f"e{partition}{ts}", "user_id": "u1", "event_type": "view", "timestamp": ts,
+              "session_id": None, "item_id": "i1", "category": "c1", "price": None, "dwell_ms": None,
+              "device": None, "country": None, "rec_id": None}
+        stage.handle("clicks.v1", reg.encode_click(ev), None, partition)
+    send(0, 9_000)
+    send(1, 3_000)  # partition 1 is behind: windows up to 3 s only
+    assert stage.watermark("input", now[0]) == 3_000
+    now[0] += 6  # partition 1 idle for longer than idle_close_s: partition 0 alone decides
+    send(0, 10_000)
+    assert stage.watermark("input", now[0]) == 10_000
+    now[0] += 6  # everything idle: the wall clock minus idle_close_s
+    assert stage.watermark("input", now[0]) == int((now[0] - 5) * 1000)
