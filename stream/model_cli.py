@@ -140,7 +140,7 @@ def _status(reg: ModelRegistry, name: str, settings: Settings) -> int:
             print("    " + " ".join(f"{k}={v}" for k, v in sorted(ev.items())))
     if state.get("pending"):
         print(f"  PENDING (manual mode): the analysis recommends {state['pending']}; confirm with "
-              f"`stream model {'advance' if state['pending'] == 'promote_step' else state['pending']}`")
+              f"`stream model {'advance' if state['pending'] == 'step' else state['pending']}`")
     return 0
 
 

@@ -84,18 +84,20 @@ def wire_learning(w: Worker, topic: faust.TopicT, control: faust.TopicT, alerts:
     @app.agent(control, name="rollout_control")
     async def commands(stream: faust.StreamT) -> None:
         async for cmd in decoded(w, stream, "ControlCommand"):
-            while learn.learner is None:  # the learner is starting: apply the command once it runs
+            while learn.rollout.state is None:  # the learner is starting: apply the command once it runs
                 await asyncio.sleep(0.1)
             try:
                 await asyncio.to_thread(locked, learn.rollout.command, cmd)
             except StreamError as exc:
                 die(f"rollout command failed: {exc}")
+            except Exception as exc:  # never lose a command to a silently restarted agent
+                die(f"unexpected {type(exc).__name__} applying a rollout command: {exc}")
 
     @app.agent(alerts, name="rollout_alarms")
     async def alarms(stream: faust.StreamT) -> None:
         async for alert in decoded(w, stream, "Alert"):
             name = alert["name"]
-            if (learn.rollout is None or learn.learner is None or alert["created"] < started_ms
+            if (learn.rollout.state is None or alert["created"] < started_ms
                     or not name.startswith("drift.predictions.") or "[challenger]" not in name
                     or name.endswith(".cleared")):
                 continue
@@ -103,11 +105,13 @@ def wire_learning(w: Worker, topic: faust.TopicT, control: faust.TopicT, alerts:
                 await asyncio.to_thread(locked, learn.rollout.drift_alarm, alert)
             except StreamError as exc:
                 die(f"rollout drift alarm failed: {exc}")
+            except Exception as exc:
+                die(f"unexpected {type(exc).__name__} applying a drift alarm: {exc}")
 
     @app.agent(topic, name="learn")
     async def learner(stream: faust.StreamT) -> None:
         try:
-            await asyncio.to_thread(learn.start)
+            await asyncio.to_thread(locked, learn.start)
         except Exception as exc:
             die(f"learner could not start: {type(exc).__name__}: {exc}")
         async for values in stream.take(500, within=0.5):

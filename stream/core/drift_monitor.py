@@ -155,6 +155,7 @@ class StageDrift:
         self.kinds: dict[str, str] = {}
         self.reference: Reference | None = None
         self._pending: list[_Window] = []  # closed windows that will form the reference
+        self._late_refs: dict[str, list] = {}  # quantities new since the reference: their first windows
         self.alarms: dict[tuple[str, str], bool] = {}
         self.watermark = 0
         self.late_reported = 0
@@ -207,7 +208,7 @@ class StageDrift:
 
     def reset_reference(self) -> None:
         """Forget the reference (after a deliberate change); the next windows form a new one."""
-        self.reference, self._pending = None, []
+        self.reference, self._pending, self._late_refs = None, [], {}
         self.alarms.clear()
         self.detectors.clear()
         self.detections.clear()
@@ -220,6 +221,8 @@ class StageDrift:
         for start in self.windows.close(self.watermark if watermark is None else watermark):
             win = self.open.pop(start)
             if self.reference is None:
+                if any(isinstance(v, NumericSummary) for v in win.values.values()):
+                    continue  # opened under the reference just reset: its bins cannot form the new one
                 self._pending.append(win)
                 if len(self._pending) >= self.cfg.reference_windows:
                     self.reference = self._build_reference(self._pending)
@@ -249,8 +252,32 @@ class StageDrift:
             edges = _edges(res.values, self.cfg.bins)
             counts, missing, n = res.summary(edges)
             numeric[name] = (edges, counts, missing, n)
+        for counts in self.detections.values():  # detections while the reference formed are not news
+            for stat in counts:
+                counts[stat] = 0
         return Reference(uuid.uuid4().hex[:12], len(wins), sum(w.events for w in wins) / len(wins),
                          numeric, categorical)
+
+    def _adopt(self, name: str, slot: object) -> None:
+        """A quantity the reference lacks (e.g. a challenger's predictions, which appear when a
+        canary starts): its first ``reference_windows`` windows become its reference."""
+        seen = self._late_refs.setdefault(name, [])
+        seen.append(slot)
+        if len(seen) < self.cfg.reference_windows:
+            return
+        del self._late_refs[name]
+        if self.kinds[name] == CAT:
+            merged = CategoricalSummary(self.cfg.max_categories)
+            for s in seen:
+                merged.merge(s)
+            self.reference.categorical[name] = merged
+            return
+        res = Reservoir(self.cfg.reservoir)
+        for s in seen:
+            if isinstance(s, Reservoir):
+                res.merge(s)
+        edges = _edges(res.values, self.cfg.bins)
+        self.reference.numeric[name] = (edges, *res.summary(edges))
 
     def _compare(self, start: int, win: _Window) -> tuple[list[dict], list[dict]]:
         ref = self.reference
@@ -279,16 +306,15 @@ class StageDrift:
                    win.events, int(ref.mean_events), enough=ref.mean_events >= self.cfg.min_samples)
         for name, slot in sorted(win.values.items()):
             kind = self.kinds[name]
+            if name not in (ref.categorical if kind == CAT else ref.numeric):
+                self._adopt(name, slot)
+                continue
             if kind == CAT:
-                if name not in ref.categorical:
-                    continue
                 rc = ref.categorical[name]
                 keys = sorted(set(rc.counts) | set(slot.counts))
                 p = [rc.counts.get(k, 0) for k in keys] + [rc.missing]
                 q = [slot.counts.get(k, 0) for k in keys] + [slot.missing]
             else:
-                if name not in ref.numeric:
-                    continue
                 edges, rcounts, rmissing, _ = ref.numeric[name]
                 if isinstance(slot, Reservoir):  # opened before the reference was ready
                     counts, missing, _ = slot.summary(edges)

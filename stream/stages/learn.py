@@ -95,15 +95,16 @@ class LearnLoop:
             self.rollout.maybe_judge()
         due = self.since_release >= self.release_every or \
             (self.since_release and time.monotonic() - self.last_release >= self.release_every_s)
-        if not due or ln.frozen:
+        if not due:
             return None
         challenger = self.rollout.learners.get("challenger") if self.rollout is not None else None
-        if challenger is not None:  # the scorers serve the challenger's newest snapshot too
+        if challenger is not None:  # the scorers serve the challenger's newest snapshot (frozen champion or not)
             rec = self.registry.release(self.name, challenger.model, family=FAMILY, parent=challenger.version,
                                         examples=challenger.examples, metrics=challenger.metrics("challenger"),
                                         pointer="challenger")
             challenger.version = rec["version"]
-        return self.release(parent=ln.version)
+            self.since_release, self.last_release = 0, time.monotonic()
+        return None if ln.frozen else self.release(parent=ln.version)
 
     def release(self, parent: int | None) -> dict:
         ln = self.learner

@@ -69,6 +69,7 @@ class RolloutController:
         self.state = RolloutState.from_dict(raw) if raw else RolloutState(
             self.name, champion_version, steps=parse_steps(self.settings.steps), automation=self.settings.automation)
         self.state.automation = self.settings.automation
+        self.state.champion = champion_version  # the champion's newest release, whatever was saved
         if self.state.challenger is not None and self.state.mode != "idle":
             self.learners["challenger"] = self._load(self.registry.pointer(self.name, "challenger")
                                                      or self.registry.release_record(self.name, self.state.challenger))
@@ -135,7 +136,7 @@ class RolloutController:
         so a restart that re-reads control.v1 does not apply them twice); a command the state
         refuses becomes a ``rollout.refused`` alert."""
         action, now = cmd["action"], int(self.clock() * 1000)
-        if action not in ACTIONS:
+        if action not in ACTIONS or cmd["model_name"] != self.name:
             return []
         applied = self.registry.meta(self.name, "rollout_applied_at")
         if applied is not None and cmd["issued_at"] <= int(applied):
@@ -187,10 +188,10 @@ class RolloutController:
 
     # -- transitions: move learners and pointers, then publish -----------------------------------
     def apply(self, transitions: list[Transition]) -> list[Transition]:
-        st = self.state
         for t in transitions:
             if t.name in ("rollout.shadow_started", "rollout.canary_started"):
-                self.registry.set_pointer(self.name, "challenger", st.challenger)
+                # the challenger's newest snapshot (a canary after a shadow has learned since)
+                self.registry.set_pointer(self.name, "challenger", self.learners["challenger"].version)
                 self._reset_windows()
             elif t.name in ("rollout.promoted", "rollout.switched", "rollout.rolled_back"):
                 self._take_over(t)
@@ -205,8 +206,8 @@ class RolloutController:
         current = loop.learner
         if t.name == "rollout.rolled_back" and "challenger" in self.learners:
             self.learners.pop("challenger")  # the challenger is dropped; the champion goes on
-        else:
-            incoming = self.learners.pop("challenger", None) or self.learners.pop("blue", None)
+        else:  # promoted / switched to the challenger, or switched / rolled back to blue
+            incoming = self.learners.pop("challenger" if "challenger" in self.learners else "blue", None)
             if incoming is not None:
                 self.learners["blue"] = current
                 loop.learner = incoming

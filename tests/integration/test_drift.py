@@ -86,7 +86,7 @@ def test_a_sudden_drift_is_reported_on_every_drift_topic_and_alerted_only_after_
 
 
 def test_drift_runs_alone_and_reset_reference_refuses_an_unknown_stage(stack):
-    r = run_cli("worker", "--stages", "ingest,profile,drift")
+    r = run_cli("worker", "--stages", "ingest,profile,drift", env=stack_env(stack))
     assert r.returncode == 1 and "drift runs in its own worker" in r.stderr
     r = run_cli("drift", "reset-reference", "--stage", "bogus", env=stack_env(stack))
     assert r.returncode == 1 and "unknown drift stage(s) bogus" in r.stderr

@@ -240,3 +240,40 @@ def test_the_stage_watermark_waits_for_the_slowest_partition_unless_it_is_idle()
     assert stage.watermark("input", now[0]) == 10_000
     now[0] += 6  # everything idle: the wall clock minus idle_close_s
     assert stage.watermark("input", now[0]) == int((now[0] - 5) * 1000)
+
+
+def test_a_quantity_that_appears_after_the_reference_gets_its_own_and_then_alarms():
+    """A canary starts after the drift reference: the challenger's first windows become its reference."""
+    d = StageDrift("predictions", prediction_values, CFG, Thresholds())
+    rng = random.Random(0)
+
+    def rec(t, variant, mu):
+        return {"variant": variant, "created": t,
+                "items": [{"score": min(1, max(0, rng.gauss(mu, 0.05))), "category": "c1"} for _ in range(10)]}
+    for t in range(0, 3000, 20):
+        d.update(rec(t, "champion", 0.2), t)
+    d.close(3000)
+    for t in range(3000, 6000, 20):  # the canary starts: 3 windows of its own reference
+        d.update(rec(t, "champion", 0.2), t)
+        d.update(rec(t, "challenger", 0.3), t)
+    reports, _ = d.close(6000)
+    assert "score[challenger]" not in {r["quantity"] for r in reports}
+    assert "score[challenger]" in d.reference.numeric
+    for t in range(6000, 7000, 20):
+        d.update(rec(t, "champion", 0.2), t)
+        d.update(rec(t, "challenger", 0.6), t)
+    reports, alerts = d.close(7000)
+    assert {q for q, _ in alarms(reports)} == {"score[challenger]"}
+    assert "drift.predictions.score[challenger].psi" in {a["name"] for a in alerts}
+
+
+def test_windows_opened_under_a_reset_reference_do_not_form_the_new_one():
+    d = StageDrift("input", input_values, CFG, Thresholds())
+    feed(d, clicks(random.Random(1), 0, 3000))
+    d.close(3000)
+    feed(d, clicks(random.Random(2), 3000, 3500))  # a window opened under the old reference (bins) ...
+    d.reset_reference()
+    feed(d, clicks(random.Random(3), 3500, 7000))
+    d.close(7000)  # ... is left out: the new reference is 4000-7000 and has real bins for price
+    edges, counts, _, n = d.reference.numeric["price"]
+    assert len(edges) >= 5 and n > 1000 and d.reference.windows == 3
