@@ -26,6 +26,14 @@ def clicks(rng: random.Random, start: int, end: int, step: int = 2, categories=(
                "device": rng.choice(["mobile", "desktop"]), "country": "DE"}
 
 
+def recommendations(rng: random.Random):
+    """rec(t, variant, mu): a Recommendation of 10 items scored around ``mu``."""
+    def rec(t: int, variant: str, mu: float) -> dict:
+        return {"variant": variant, "created": t,
+                "items": [{"score": min(1, max(0, rng.gauss(mu, 0.05))), "category": "c1"} for _ in range(10)]}
+    return rec
+
+
 def feed(d: StageDrift, events) -> None:
     for ev in events:
         d.update(ev, ev["timestamp"])
@@ -124,11 +132,7 @@ def test_reset_reference_takes_the_next_windows_as_the_new_reference():
 
 def test_variants_are_watched_separately_in_predictions():
     d = StageDrift("predictions", prediction_values, CFG, Thresholds())
-    rng = random.Random(0)
-
-    def rec(t, variant, mu):
-        return {"variant": variant, "created": t,
-                "items": [{"score": min(1, max(0, rng.gauss(mu, 0.05))), "category": "c1"} for _ in range(10)]}
+    rec = recommendations(random.Random(0))
     for t in range(0, 3000, 20):
         d.update(rec(t, "champion", 0.2), t)
         d.update(rec(t, "challenger", 0.2), t)
@@ -245,11 +249,7 @@ def test_the_stage_watermark_waits_for_the_slowest_partition_unless_it_is_idle()
 def test_a_quantity_that_appears_after_the_reference_gets_its_own_and_then_alarms():
     """A canary starts after the drift reference: the challenger's first windows become its reference."""
     d = StageDrift("predictions", prediction_values, CFG, Thresholds())
-    rng = random.Random(0)
-
-    def rec(t, variant, mu):
-        return {"variant": variant, "created": t,
-                "items": [{"score": min(1, max(0, rng.gauss(mu, 0.05))), "category": "c1"} for _ in range(10)]}
+    rec = recommendations(random.Random(0))
     for t in range(0, 3000, 20):
         d.update(rec(t, "champion", 0.2), t)
     d.close(3000)
