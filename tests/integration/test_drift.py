@@ -31,7 +31,12 @@ ENV = {"STREAM_MODEL_ATTRIBUTION_WINDOW_S": "3", "STREAM_DRIFT_WINDOW_S": "1", "
 
 def test_a_sudden_input_drift_is_reported_on_every_drift_topic_and_alerted_only_after_the_change(tmp_path):
     with fresh_stack(tmp_path) as env:
-        env = {**env, **ENV}
+        # the downstream stages move for a while even on a stationary loop (popularity counts and young
+        # profiles grow; docs/drift.md): per-stage thresholds, as `stream drift calibrate` would write
+        thresholds = tmp_path / "thresholds.yaml"
+        thresholds.write_text("thresholds:\n" + "".join(f"  {stage}/*/{stat}: {value}\n" for stage in (
+            "profiles", "predictions", "concept") for stat, value in (("psi", 2.0), ("ks", 0.6), ("js", 0.5))))
+        env = {**env, **ENV, "STREAM_DRIFT_THRESHOLDS_FILE": str(thresholds)}
         boot = env["STREAM_KAFKA_BOOTSTRAP_SERVERS"]
         main = WorkerProcess(env, tmp_path, "main")
         drift = None
