@@ -37,7 +37,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 
 from stream.core.drift import CategoricalSummary, NumericSummary, TumblingWindows, chi2, js_distance, ks, psi
 
@@ -367,10 +366,8 @@ def _statistic(statistic: str, p: list[float], q: list[float]) -> float:
 
 
 def _edges(values: list[float], bins: int) -> list[float]:
-    if not values:
-        return []
-    qs = np.quantile(np.asarray(values, dtype=float), np.linspace(0, 1, bins + 1)[1:-1])
-    return sorted(set(float(q) for q in qs))
+    """The reference's decile edges (NumericSummary's own rule); none without values."""
+    return NumericSummary.from_reference(values, bins).edges if values else []
 
 
 def river_detectors(adwin_delta: float = 1e-6, ph_threshold: float = 500.0) -> Callable[[], dict]:
