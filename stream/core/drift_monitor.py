@@ -37,7 +37,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-
 from stream.core.drift import CategoricalSummary, NumericSummary, TumblingWindows, chi2, js_distance, ks, psi
 
 from stream.core.drift_quantities import CAT, NUM, Extractor
