@@ -4,7 +4,9 @@ Users have latent category preferences (the :class:`~stream.workload.Workload`).
 produce browsing events and ``recommend_request`` events to clicks.v1; the simulator
 reads recommendations.v1, and for every served item the user clicks it with
 probability ``click_scale * preference(item's category)`` (and now and then clicks
-something else). Knowing the ground truth, it reports the CTR of what was served,
+something else). With ``batch_ms`` the simulated app sends its events in batch envelopes,
+one per partition at most every ``batch_ms`` (fewer, larger Kafka messages, as a mobile
+SDK does), instead of one message per event. Knowing the ground truth, it reports the CTR of what was served,
 the expected CTR of a random and of an ideal list, and the CTR over time.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -57,10 +60,13 @@ class SimReport:
 class ClosedLoop:
     def __init__(self, bootstrap: str, workload: Workload, *, rate: float = 1000.0, request_share: float = 0.1,
                  click_scale: float = 0.6, other_click: float = 0.02, k: int = 10, window_s: float = 5.0,
-                 partitions: int = 4, seed: int = 0, registry: SchemaRegistry | None = None) -> None:
+                 partitions: int = 4, seed: int = 0, registry: SchemaRegistry | None = None,
+                 batch_ms: float = 0.0) -> None:
         self.wl, self.rate, self.request_share = workload, rate, request_share
         self.click_scale, self.other_click, self.k, self.window_s = click_scale, other_click, k, window_s
-        self.partitions = partitions
+        self.partitions, self.batch_s = partitions, batch_ms / 1000
+        #: per partition: (monotonic time of the first pending event, pending events)
+        self._pending: dict[int, tuple[float, list[dict]]] = {}
         self.rng = random.Random(seed)
         self.reg = registry or SchemaRegistry.default()
         self.out = Output(bootstrap, linger_ms=5, client_id="simulator")
@@ -84,9 +90,22 @@ class ClosedLoop:
         return self.click_scale * float(prefs[int(category[1:])])
 
     def _send(self, ev: dict) -> None:
-        self.out.produce("clicks.v1", self.reg.encode_click(ev), key=ev["user_id"].encode(),
-                         partition=partition_for(ev["user_id"], self.partitions))
+        part = partition_for(ev["user_id"], self.partitions)
         self.report.events += 1
+        if self.batch_s > 0:
+            self._pending.setdefault(part, (time.monotonic(), []))[1].append(ev)
+            return
+        self.out.produce("clicks.v1", self.reg.encode_click(ev), key=ev["user_id"].encode(), partition=part)
+
+    def _send_batches(self, older_than: float = 0.0) -> None:
+        """Envelopes for the partitions whose first pending event waited at least ``older_than`` s."""
+        now = time.monotonic()
+        for part in [p for p, (since, _) in self._pending.items() if now - since >= older_than]:
+            events = self._pending.pop(part)[1]
+            batch = {"batch_id": uuid.uuid4().hex, "producer": "stream-simulator",
+                     "created": int(time.time() * 1000), "events": events}
+            self.out.produce("clicks.v1", self.reg.encode_batch(batch), key=events[0]["user_id"].encode(),
+                             partition=part)
 
     def _window(self, now: float) -> Window:
         if not self.report.windows or now - self.report.windows[-1].start >= self.window_s:
@@ -135,6 +154,7 @@ class ClosedLoop:
                     self.report.requests += 1
                 self._send(ev)
                 sent += 1
+            self._send_batches(self.batch_s)
             self.out.poll()
             for msg in self.consumer.consume(500, timeout=0.01):
                 if msg.error() is None:
@@ -142,6 +162,7 @@ class ClosedLoop:
             if progress is not None and now >= next_progress:
                 next_progress += self.window_s
                 progress(self.report)
+        self._send_batches()
         self.out.flush(30)
         self.consumer.close()
         del self.out  # destroy the producer now, while the broker is still there
