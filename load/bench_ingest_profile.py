@@ -152,7 +152,9 @@ def latency(rate: float, args: argparse.Namespace) -> dict:
             "event_lag_p99_ms_max": round(max(p99s), 2) if p99s else None,
             "processing_p99_ms_max": round(max(r["processing_ms"]["p99"] for r in busy), 3) if busy else None,
             "table_entries": entries, "table_bytes_per_profile": round(table),
-            "commit_flush_ms_max": [round(r["outputs"].get("commit_flush_ms_max", 0), 1) for r in busy]}
+            "commit_flush_ms_max": [round(r["outputs"].get("commit_flush_ms_max", 0), 1) for r in busy],
+            "gc_pause_ms_max": [round(r["outputs"].get("gc_pause_ms_max", 0), 1) for r in busy],
+            "event_lag_p99_ms": [round(p, 1) for p in p99s]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,8 +30,8 @@ from stream.core.model import export, new_model
 from stream.core.profile import ProfileConfig
 from stream.core.recommend import RecommendConfig
 from stream.errors import SerdeError, StoreError, StreamError
-from stream.log import LogfmtFormatter, event
-from stream.monitor import StageStats, registry_for
+from stream.log import event, logging_config
+from stream.monitor import GcPauses, StageStats, registry_for
 from stream.runner import FatalStageError, RawMessage, StageRunner
 from stream.serde import SchemaRegistry
 from stream.stages.ingest import IngestStage
@@ -96,6 +96,7 @@ class Worker:
     score: ScoreStage | None = None
     table: faust.Table | None = None
     commit_mark: int | None = None
+    gc_pauses: GcPauses = field(default_factory=lambda: GcPauses().install())  # a lag spike's usual suspect
 
     def flush_users(self, limit: int | None = None, older_than: float = 0.0) -> int:
         """Changed users -> table + changelog, profiles.v1 and the Redis queue (each encoded once)."""
@@ -140,7 +141,9 @@ class Worker:
         return next(s for s in self.stats if s.stage == name)
 
     def emit_monitor(self) -> None:
+        gc_pause_ms = self.gc_pauses.take()  # one process: every stage's record carries it
         for s in self.stats:
+            s.max_output("gc_pause_ms_max", gc_pause_ms)
             record = s.snapshot(self.worker_id)
             self.out.produce(self.monitor_topics[s.stage], self.registry.encode("StageMetrics", record),
                              key=f"{s.stage}/{self.worker_id}".encode())
@@ -420,14 +423,6 @@ def _update_consumer_lag(w: Worker) -> None:
             s.gauges["consumer_lag"] = lag
     except Exception as exc:  # lag is best effort; never let it stop the monitor
         event(log, "lag_unavailable", logging.DEBUG, error=str(exc))
-
-
-def logging_config(level: str) -> dict:
-    return {"version": 1, "disable_existing_loggers": False,
-            "formatters": {"logfmt": {"()": LogfmtFormatter}},
-            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "logfmt", "stream": "ext://sys.stderr"}},
-            "root": {"level": level.upper(), "handlers": ["stderr"]},
-            "loggers": {name: {"level": "WARNING"} for name in ("aiokafka", "faust", "mode", "kafka")}}
 
 
 def run(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str | None = None) -> int:

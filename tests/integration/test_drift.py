@@ -43,8 +43,10 @@ def test_a_sudden_input_drift_is_reported_on_every_drift_topic_and_alerted_only_
         try:
             main.wait_ready()
             wl = Workload(seed=11, users=300)
-            # one continuous closed loop (a restart would put a start-up transient in the reference)
-            sim = threading.Thread(target=ClosedLoop(boot, wl, rate=800, seed=1).run, args=(75,), daemon=True)
+            # one continuous closed loop (a restart would put a start-up transient in the reference),
+            # sending batch envelopes as the drift evaluation does (fewer messages for the 2 cores)
+            loop = ClosedLoop(boot, wl, rate=800, seed=1, batch_ms=50)
+            sim = threading.Thread(target=loop.run, args=(75,), daemon=True)
             sim.start()
             time.sleep(15)  # the model learns ...
             models = ModelRegistry(env["STREAM_REDIS_URL"], "stream-dev-registry-key", SERDE)
