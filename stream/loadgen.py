@@ -8,7 +8,6 @@ explicitly, so the placement does not depend on the client's partitioner.
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -58,9 +57,7 @@ def produce_workload(producer: Producer, topic: Topic, workload: Workload, *, ev
     def send_batch(part: int) -> None:
         evs = pending.pop(part)
         started.pop(part, None)
-        batch = {"batch_id": uuid.uuid4().hex, "producer": "stream-loadgen",
-                 "created": int(time.time() * 1000), "events": evs}
-        send(reg.encode_batch(batch), evs[0]["user_id"], part)
+        send(reg.encode_envelope(evs, "stream-loadgen"), evs[0]["user_id"], part)
 
     for i, (record, reason) in enumerate(workload.mixed(events, malformed_share)):
         if reason is not None:

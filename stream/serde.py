@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import io
 import json
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +167,11 @@ class SchemaRegistry:
 
     def encode_batch(self, batch: dict) -> bytes:
         return self.encode(CLICK_MESSAGE, (CLICK_BATCH, batch))
+
+    def encode_envelope(self, events: list[dict], producer: str) -> bytes:
+        """A new batch envelope around ``events``: a fresh ``batch_id``, ``created`` now."""
+        return self.encode_batch({"batch_id": uuid.uuid4().hex, "producer": producer,
+                                  "created": int(time.time() * 1000), "events": events})
 
     def decode_clicks(self, data: bytes) -> tuple[str, dict]:
         """``("ClickEvent", event)`` or ``("ClickBatch", batch)``."""

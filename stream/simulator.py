@@ -4,17 +4,17 @@ Users have latent category preferences (the :class:`~stream.workload.Workload`).
 produce browsing events and ``recommend_request`` events to clicks.v1; the simulator
 reads recommendations.v1, and for every served item the user clicks it with
 probability ``click_scale * preference(item's category)`` (and now and then clicks
-something else). With ``batch_ms`` the simulated app sends its events in batch envelopes,
-one per partition at most every ``batch_ms`` (fewer, larger Kafka messages, as a mobile
-SDK does), instead of one message per event. Knowing the ground truth, it reports the CTR of what was served,
-the expected CTR of a random and of an ideal list, and the CTR over time.
+something else). With ``batch_ms`` the simulated app sends its events in batch
+envelopes, one per partition at most every ``batch_ms`` (fewer, larger Kafka messages,
+as a mobile SDK does), instead of one message per event. Knowing the ground truth, it
+reports the CTR of what was served, the expected CTR of a random and of an ideal list,
+and the CTR over time.
 """
 
 from __future__ import annotations
 
 import random
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -102,10 +102,8 @@ class ClosedLoop:
         now = time.monotonic()
         for part in [p for p, (since, _) in self._pending.items() if now - since >= older_than]:
             events = self._pending.pop(part)[1]
-            batch = {"batch_id": uuid.uuid4().hex, "producer": "stream-simulator",
-                     "created": int(time.time() * 1000), "events": events}
-            self.out.produce("clicks.v1", self.reg.encode_batch(batch), key=events[0]["user_id"].encode(),
-                             partition=part)
+            self.out.produce("clicks.v1", self.reg.encode_envelope(events, "stream-simulator"),
+                             key=events[0]["user_id"].encode(), partition=part)
 
     def _window(self, now: float) -> Window:
         if not self.report.windows or now - self.report.windows[-1].start >= self.window_s:
