@@ -115,8 +115,8 @@ def run_one(kind: str, opts: argparse.Namespace, thresholds_file: str | None, pr
 
 
 def delivery(run: dict) -> dict:
-    """Did the closed loop keep its rate and get everything delivered? (A run where the embedded
-    broker fell behind is reported as such, not as a result.)"""
+    """How many events the closed loop sent and whether all were delivered (a run where the
+    embedded broker fell behind is reported as such, not as a result)."""
     return {"events": run["events"], "delivery_error": run["delivery_error"]}
 
 

@@ -1,8 +1,9 @@
 """Soak the embedded broker: small messages at a fixed rate; the broker's CPU and RSS every 10 s.
 
 Long closed-loop runs on the embedded stack stalled after a few minutes. This shows why:
-Tansu's CPU per produce request grows with what it already stores, so a steady rate of
-small produce requests costs it more and more until the machine runs out of cores.
+producing alone costs Tansu a flat share of a core, but serving a consumer that tails the
+topic costs it more and more as the partition grows (``--tail``), until the machine runs
+out of cores. Every worker tails several topics.
 
     python -m load.soak_broker --rate 1500 --seconds 40 --linger-ms 5
     python -m load.soak_broker --rate 1500 --seconds 40 --linger-ms 50
@@ -74,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             threading.Thread(target=tail, daemon=True).start()
         t0 = last = time.monotonic()
         cpu0, sent = cpu_seconds(pid), 0
-        print(f"soak: {opts.rate:,.0f} msg/s, linger {opts.linger_ms:g} ms, {opts.partitions} partitions, keys {opts.keys} "
-              f"on the embedded broker (pid {pid})", flush=True)
+        print(f"soak: {opts.rate:,.0f} msg/s, linger {opts.linger_ms:g} ms, {opts.partitions} partitions, "
+              f"keys {opts.keys}, tail {opts.tail}, on the embedded broker (pid {pid})", flush=True)
         while (now := time.monotonic()) - t0 < opts.seconds:
             for _ in range(max(0, min(int((now - t0) * opts.rate) - sent, 500))):
                 try:
