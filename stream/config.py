@@ -103,6 +103,9 @@ class ProfileSettings(ProfileConfig):
     #: ... taking only users changed at least this long ago (a hot user is not re-encoded per slice)
     flush_slice_min_age_s: float = 0.5
     flush_slice_interval_s: float = 0.05
+    #: before a commit's offsets, changed users are written in slices of at most this long
+    #: (then the loop is free for events again)
+    flush_slice_budget_ms: float = 5.0
     redis_batch: int = 500
     redis_flush_interval_s: float = 0.2
 

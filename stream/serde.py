@@ -48,6 +48,10 @@ class SchemaRegistry:
         self.raw: dict[str, Any] = {}
         self.parsed: dict[str, Any] = {}
         self._load()
+        #: short names of each union's branches (each a named schema of this registry)
+        self.branches: dict[str, list[str]] = {
+            name: [(b.get("name", "") if isinstance(b, dict) else str(b)).rsplit(".", 1)[-1] for b in schema]
+            for name, schema in self.parsed.items() if isinstance(schema, list)}
 
     @classmethod
     def default(cls) -> "SchemaRegistry":
@@ -100,7 +104,7 @@ class SchemaRegistry:
         if isinstance(schema, list):
             branch, record = self._branch_by_name(name, record)
             buf.write(_zigzag(branch))
-            schema = self.parsed[self._branches(name)[branch]]
+            schema = self.parsed[self.branches[name][branch]]
         try:
             schemaless_writer(buf, schema, record)
         except Exception as exc:  # fastavro raises many types; explain with validate()
@@ -108,16 +112,11 @@ class SchemaRegistry:
         return buf.getvalue()
 
     def _branch_by_name(self, name: str, record: Any) -> tuple[int, Any]:
-        branches = self._branches(name)
+        branches = self.branches[name]
         if not (isinstance(record, tuple) and len(record) == 2 and record[0] in branches):
             raise SerdeError(f"cannot encode {name}: give a (branch, record) tuple with branch one of "
                              f"{', '.join(branches)}", schema=name)
         return branches.index(record[0]), record[1]
-
-    def _branches(self, name: str) -> list[str]:
-        """Short names of a union's branches (each a named schema of this registry)."""
-        return [(b.get("name", "") if isinstance(b, dict) else str(b)).rsplit(".", 1)[-1]
-                for b in self.parsed[name]]
 
     def decode(self, name: str, data: bytes) -> Any:
         """Decode bytes written with schema ``name``; trailing bytes are an error.
@@ -136,8 +135,8 @@ class SchemaRegistry:
                                  schema=name)
             if not 0 <= branch < len(schema):
                 raise SerdeError(f"cannot decode {name}: union branch {branch} is not one of "
-                                 f"{', '.join(self._branches(name))}", schema=name)
-            schema = self.parsed[self._branches(name)[branch]]
+                                 f"{', '.join(self.branches[name])}", schema=name)
+            schema = self.parsed[self.branches[name][branch]]
         try:
             record = schemaless_reader(buf, schema, None)
         except Exception as exc:  # EOFError, UnicodeDecodeError, IndexError, ValueError, ...
@@ -149,7 +148,7 @@ class SchemaRegistry:
             raise SerdeError(f"cannot decode {name}: {left} trailing byte(s) after the record "
                              f"(written with another schema?)", schema=name)
         if branch is not None:
-            return self._branches(name)[branch], record
+            return self.branches[name][branch], record
         return record
 
     def decode_prefix(self, name: str, data: bytes) -> tuple[Any, int]:

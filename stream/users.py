@@ -1,17 +1,22 @@
 """Per-user state (profile + dedupe memory) with coalesced, encode-once writes.
 
 Handlers read and update :class:`UserState` objects in an in-process cache and call
-:meth:`UserStates.changed`. At each commit, :meth:`UserStates.flush` encodes every
-changed profile once; those bytes become the table value (with the dedupe memory
-appended: that is exactly the Avro encoding of ``UserState``), the ``profiles.v1``
-record and the Redis value. A hot user therefore costs one encode per commit, not
-one per event, and the changelog is never behind the committed input.
+:meth:`UserStates.changed`. At each commit point (:meth:`UserStates.mark_commit`) every
+changed user becomes pending, and is encoded once before the offsets are written
+(:meth:`UserStates.flush_pending`, in slices of a time budget, so events keep flowing
+meanwhile); those bytes become the table value (with the dedupe memory appended: that is
+exactly the Avro encoding of ``UserState``), the ``profiles.v1`` record and the Redis
+value. A hot user therefore costs one encode per commit, not one per event, and the
+changelog is never behind the committed input. A pending user changed again before it is
+written is written with its newer state: the state carries its own per-partition
+watermarks, so state ahead of the committed input is harmless on replay.
 """
 
 from __future__ import annotations
 
 import time
 from array import array
+from collections import deque
 from typing import Callable, NamedTuple, Protocol
 
 from stream.serde import SchemaRegistry, avro_bytes
@@ -55,6 +60,9 @@ class UserStates:
         self.cache: dict[str, UserState] = {}
         #: changed users -> monotonic time of their first unflushed change (oldest first)
         self.dirty: dict[str, float] = {}
+        #: users changed before the last commit point and not written since (+ their order)
+        self.pending: set[str] = set()
+        self._pending_order: deque[str] = deque()
 
     def get(self, user_id: str, partition: int) -> UserState:
         st = self.cache.get(user_id)
@@ -79,40 +87,69 @@ class UserStates:
         profile_bytes = self.registry.encode("UserProfile", st.profile)
         return profile_bytes, profile_bytes + avro_bytes(pack(st.seen_ids)) + avro_bytes(pack(st.seen_ts))
 
+    def mark_commit(self) -> int:
+        """Fix a commit point: every changed user is pending until written; returns how many are."""
+        for user_id in self.dirty:
+            if user_id not in self.pending:
+                self.pending.add(user_id)
+                self._pending_order.append(user_id)
+        self.dirty = {}
+        return len(self.pending)
+
+    def flush_pending(self, budget_s: float) -> list[Flushed]:
+        """Write pending users, oldest first, until ``budget_s`` seconds are spent (at least one)."""
+        out: list[Flushed] = []
+        order, pending = self._pending_order, self.pending
+        deadline = time.perf_counter() + budget_s
+        while order:
+            user_id = order.popleft()
+            if user_id not in pending:
+                continue  # written by a slice since
+            self._write(user_id, out)
+            if time.perf_counter() >= deadline:
+                break
+        return out
+
     def flush(self, limit: int | None = None, older_than: float = 0.0) -> list[Flushed]:
         """Write changed states to the table port, each once: all of them, or a slice.
 
-        Without ``limit`` (right before a commit) every changed user is written: nothing
-        acknowledged may stay unwritten. With one (between commits) at most ``limit`` users
-        whose first change is at least ``older_than`` seconds old are written, so the loop
-        stays responsive and a hot user is not re-encoded on every slice.
+        Without ``limit`` every changed or pending user is written. With one (between
+        commits) at most ``limit`` users whose first change is at least ``older_than``
+        seconds old are written, so the loop stays responsive and a hot user is not
+        re-encoded on every slice.
         """
-        dirty = self.dirty
         if limit is None:
-            users, self.dirty = list(dirty), {}
+            users = [u for u in self._pending_order if u in self.pending] + list(self.dirty)
         else:
             cutoff = time.monotonic() - older_than
             users = []
-            for user_id, since in dirty.items():  # oldest first
+            for user_id, since in self.dirty.items():  # oldest first
                 if since > cutoff or len(users) >= limit:
                     break
                 users.append(user_id)
-            for user_id in users:
-                del dirty[user_id]
-        out = []
+        out: list[Flushed] = []
         for user_id in users:
-            st = self.cache.get(user_id)
-            if st is None or st.profile is None:
-                continue
-            profile_bytes, state_bytes = self.encode(st)
-            self.table.put(user_id, state_bytes, st.partition)
-            out.append(Flushed(user_id, st.partition, st.profile["version"], profile_bytes))
+            self._write(user_id, out)
+        if not self.pending:
+            self._pending_order.clear()
         return out
+
+    def _write(self, user_id: str, out: list[Flushed]) -> None:
+        """Encode one user's current state to the table port; it is neither changed nor pending after."""
+        self.dirty.pop(user_id, None)
+        self.pending.discard(user_id)
+        st = self.cache.get(user_id)
+        if st is None or st.profile is None:
+            return
+        profile_bytes, state_bytes = self.encode(st)
+        self.table.put(user_id, state_bytes, st.partition)
+        out.append(Flushed(user_id, st.partition, st.profile["version"], profile_bytes))
 
     def _evict(self) -> None:
         """Drop the oldest clean entries until the cache is at 90% of its capacity."""
         excess = len(self.cache) - int(self.capacity * 0.9)
-        for user_id in [u for u in self.cache if u not in self.dirty][:max(0, excess)]:
+        dirty, pending = self.dirty, self.pending
+        for user_id in [u for u in self.cache if u not in dirty and u not in pending][:max(0, excess)]:
             del self.cache[user_id]
 
     def forget_partitions(self, keep: Callable[[int], bool]) -> None:
@@ -120,3 +157,4 @@ class UserStates:
         for user_id in [u for u, st in self.cache.items() if not keep(st.partition)]:
             del self.cache[user_id]
             self.dirty.pop(user_id, None)
+            self.pending.discard(user_id)

@@ -162,7 +162,9 @@ class Workload:
         self._user_cum = list(np.cumsum(activity / activity.sum()))
         self._types = list(EVENT_MIX)
         self._type_cum = list(np.cumsum(list(EVENT_MIX.values())))
-        self._t0 = int(time.time() * 1000) if self.start_ms is None else self.start_ms
+        #: event time of the first event: start_ms, or the wall clock when the first event is made
+        #: (set at construction it put the set-up's ~30 ms into every event's lag)
+        self._t0: int | None = self.start_ms
         self._n = 0
         # drift scenarios: none of this touches the main RNG stream
         self._srng = random.Random(f"scenario:{self.seed}")
@@ -175,6 +177,8 @@ class Workload:
 
     @property
     def now_ms(self) -> int:
+        if self._t0 is None:
+            self._t0 = int(time.time() * 1000)
         return self._t0 + int(self._n * 1000.0 / self.rate)
 
     def _pick(self, cum: list[float], rng: random.Random | None = None) -> int:

@@ -2,9 +2,10 @@
 
 The agent hands each raw message to the shared :class:`~stream.runner.StageRunner`;
 state lives in a changelog-backed Faust table (``users``), written once per changed
-user per commit through the fast output port; the port is flushed before Faust commits
-input offsets (a sensor on commit), so state and outputs are never behind the committed
-input. Redis is written behind, in pipelined batches, by an async task.
+user per commit through the fast output port. A sensor fixes the commit point when a commit
+starts; the users changed before it are written, and acknowledged, before Faust writes the
+input offsets, so state and outputs are never behind the committed input. Redis is written
+behind, in pipelined batches, by an async task.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stream.adapters.dlq import KafkaDeadLetters
 from stream.adapters.output import Output
-from stream.adapters.redis_store import ProfileWriter
 from stream.adapters.registry import ModelRegistry
 from stream.config import Settings, core_config
 from stream.core.catalog import Catalog
@@ -29,10 +29,10 @@ from stream.core.feedback import FeedbackJoin
 from stream.core.model import export, new_model
 from stream.core.profile import ProfileConfig
 from stream.core.recommend import RecommendConfig
-from stream.errors import SerdeError, StoreError, StreamError
+from stream.errors import SerdeError, StreamError
 from stream.log import event, logging_config
 from stream.monitor import GcPauses, StageStats, registry_for
-from stream.runner import FatalStageError, RawMessage, StageRunner
+from stream.runner import StageRunner
 from stream.serde import SchemaRegistry
 from stream.stages.ingest import IngestStage
 from stream.stages.learn import LearnLoop
@@ -95,12 +95,15 @@ class Worker:
     learn: LearnLoop | None = None
     score: ScoreStage | None = None
     table: faust.Table | None = None
-    commit_mark: int | None = None
+    commit_pending: bool = False
     gc_pauses: GcPauses = field(default_factory=lambda: GcPauses().install())  # a lag spike's usual suspect
 
     def flush_users(self, limit: int | None = None, older_than: float = 0.0) -> int:
         """Changed users -> table + changelog, profiles.v1 and the Redis queue (each encoded once)."""
-        flushed = self.users.flush(limit, older_than)
+        return self.emit_flushed(self.users.flush(limit, older_than))
+
+    def emit_flushed(self, flushed: list[Flushed]) -> int:
+        """Users just written to the table: their profiles to profiles.v1 and the Redis queue."""
         for f in flushed:
             self.out.produce("profiles.v1", f.profile_bytes, key=f.user_id.encode(), partition=f.partition)
             self.redis_pending[f.user_id] = f  # the Redis task writes the newest one per user
@@ -108,16 +111,16 @@ class Worker:
         return len(flushed)
 
     def commit_flush(self) -> None:
-        """At the start of a commit: encode and produce every remaining changed user (fixes
-        the commit point; the offsets Faust commits are those acknowledged before this)."""
-        t0 = time.perf_counter()
-        self.flush_users()
-        self.commit_mark = self.out.last_seq
-        self.stage("profile").max_output("commit_flush_ms_max", (time.perf_counter() - t0) * 1000)
+        """At the start of a commit, right before Faust reads the acknowledged offsets: fix the
+        commit point. Cheap: the changed users are written by :meth:`before_offsets`."""
+        self.users.mark_commit()
+        self.commit_pending = True
 
     async def before_offsets(self) -> None:
-        """Right before Faust writes the offsets: wait (without blocking the loop) until
-        everything produced up to the commit point is acknowledged, then fence.
+        """Right before Faust writes the offsets: write every user changed before the commit
+        point, in slices of ``flush_slice_budget_ms`` with the loop free between them (events
+        keep flowing: one encode-everything pass held the loop ~100 ms, a lag spike);
+        wait (without blocking the loop) until all of it is acknowledged, then fence.
 
         The fence is one record written to each owned changelog partition after the
         committed state is acknowledged, so that state lies in earlier batches. Tansu reports
@@ -125,17 +128,23 @@ class Worker:
         recovery stopped early and restored a state older than the committed input (the
         kill -9 test lost events).
         """
-        mark = self.commit_mark
-        if mark is None:
+        if not self.commit_pending:
             return
-        self.commit_mark = None
+        self.commit_pending = False
+        stats = self.stage("profile")
+        budget = self.settings.profile.flush_slice_budget_ms / 1000
         t0 = time.perf_counter()
-        await self.out.wait_delivered(mark)
+        while self.users.pending:
+            t = time.perf_counter()
+            self.emit_flushed(self.users.flush_pending(budget))
+            stats.max_output("commit_flush_ms_max", (time.perf_counter() - t) * 1000)
+            await asyncio.sleep(0)
+        await self.out.wait_delivered(self.out.last_seq)
         changelog = self.users.table.changelog
         for partition in self.assigned:
             self.out.produce(changelog, b"", key=FENCE_KEY, partition=partition)
         await self.out.wait_delivered(self.out.last_seq)
-        self.stage("profile").max_output("commit_wait_ms_max", (time.perf_counter() - t0) * 1000)
+        stats.max_output("commit_wait_ms_max", (time.perf_counter() - t0) * 1000)
 
     def stage(self, name: str) -> StageStats:
         return next(s for s in self.stats if s.stage == name)
@@ -158,18 +167,6 @@ async def decoded(w: Worker, stream: faust.StreamT, schema: str):  # noqa: ANN20
             yield w.registry.decode(schema, raw)
         except SerdeError as exc:
             event(log, "undecodable", logging.WARNING, schema=schema, error=str(exc))
-
-
-class CommitFlush(faust.Sensor):
-    def __init__(self, worker: Worker) -> None:
-        super().__init__()
-        self.worker = worker
-
-    def on_commit_initiated(self, consumer: object) -> None:
-        try:
-            self.worker.commit_flush()
-        except StreamError as exc:
-            die(f"flush before commit failed: {exc}")
 
 
 def tune_fetch_wait(ms: int) -> None:
@@ -260,7 +257,8 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
                models=models, slot=slot, feedback=feedback, learn=learn, score=score)
     _wire_common(w)
     if not side_only:
-        _wire(w, source, table)
+        from stream.app.clicks import wire_clicks  # noqa: PLC0415 - it imports this module
+        wire_clicks(w, source, table)
     from stream.app import recommender  # noqa: PLC0415 - it imports this module
     if slot is not None:
         recommender.wire_scoring(w)
@@ -295,105 +293,6 @@ def _wire_common(w: Worker) -> None:
             _update_consumer_lag(w)
             _table_size(w, w.table)
         w.emit_monitor()
-
-
-def _wire(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
-    """The fused clicks agent, its state flushes and the Redis writer."""
-    app, settings = w.app, w.settings
-    app.sensors.add(CommitFlush(w))
-    w.table = table
-
-    @app.task
-    async def hook_commits() -> None:
-        """Faust awaits its producer's flush() right before it writes offsets: wait there."""
-        producer = app.producer
-        faust_flush = producer.flush
-
-        async def flush() -> None:
-            await faust_flush()
-            try:
-                await w.before_offsets()
-            except StreamError as exc:
-                die(f"outputs not delivered before commit: {exc}")
-        producer.flush = flush
-
-    @app.agent(source, name="clicks")
-    async def clicks(stream: faust.StreamT) -> None:
-        process = w.runner.process
-        async for ev in stream.events():
-            m = ev.message
-            headers = dict(m.headers) if m.headers else {}
-            try:
-                process(RawMessage(m.topic, m.partition, m.offset, m.key, m.value, headers,
-                                   int((m.timestamp or 0) * 1000)))
-            except FatalStageError as exc:
-                die(str(exc))
-            except Exception as exc:  # the runner classifies; anything escaping it is a bug
-                die(f"unexpected {type(exc).__name__} in the clicks agent: {exc}")
-
-    @app.timer(settings.profile.flush_slice_interval_s)
-    async def flush_slice() -> None:
-        """Flush changed users in small slices between commits, so a commit never stalls for long."""
-        if len(w.users.dirty) < settings.profile.flush_slice_min_dirty:
-            return  # few changed users: the commit flushes them in a few ms, each encoded once
-        try:
-            w.flush_users(settings.profile.flush_slice_users, settings.profile.flush_slice_min_age_s)
-        except StreamError as exc:
-            die(f"flushing user state failed: {exc}")
-
-    @app.task
-    async def redis_writer() -> None:
-        writer = ProfileWriter(settings.redis.url, settings.redis.key_prefix)
-        interval = settings.profile.redis_flush_interval_s
-        stats = w.stage("profile")
-        try:
-            while not app.should_stop:
-                await asyncio.sleep(interval)
-                if w.resync and not app.tables.recovery.in_recovery:
-                    _mark_all_changed(w, table)
-                batch, w.redis_pending = list(w.redis_pending.values()), {}
-                for start in range(0, len(batch), settings.profile.redis_batch):
-                    chunk = batch[start:start + settings.profile.redis_batch]
-                    written, seconds = await _write_with_retry(writer, chunk)
-                    stats.add_output("redis_writes", written)
-                    stats.max_output("redis_write_ms_max", seconds * 1000)
-        finally:
-            await writer.close()
-
-    @app.on_partitions_assigned.connect
-    async def on_assigned(app: faust.App, assigned: set, **kwargs: object) -> None:
-        w.assigned = {tp.partition for tp in assigned if tp.topic == source.get_topic_name()}
-        w.users.forget_partitions(lambda p: p in w.assigned)
-        w.resync = True  # after recovery, make Redis current for every user we now own
-        event(log, "partitions_assigned", worker=w.worker_id, partitions=sorted(w.assigned))
-
-
-def _mark_all_changed(w: Worker, table: faust.Table) -> None:
-    """Queue every owned user's profile for Redis (version-checked, so cheap when Redis is current)."""
-    w.resync = False
-    n = 0
-    for key, raw in list(table.data.items()):
-        if key == FENCE_KEY:
-            continue
-        profile, used = w.registry.decode_prefix("UserProfile", raw)
-        if profile["source_partition"] in w.assigned:
-            user = profile["user_id"]
-            if user not in w.redis_pending:
-                w.redis_pending[user] = Flushed(user, profile["source_partition"], profile["version"], raw[:used])
-                n += 1
-    event(log, "redis_resync", worker=w.worker_id, profiles=n)
-
-
-async def _write_with_retry(writer: ProfileWriter, chunk: list[Flushed], attempts: int = 5) -> tuple[int, float]:
-    for attempt in range(1, attempts + 1):
-        try:
-            return await writer.write(chunk)
-        except StoreError as exc:
-            if attempt == attempts:
-                die(f"Redis unavailable after {attempts} attempts: {exc}")
-            event(log, "redis_retry", logging.WARNING, attempt=attempt, error=str(exc))
-            await asyncio.sleep(0.2 * 2 ** attempt)
-    return 0, 0.0
 
 
 def _table_size(w: Worker, table: faust.Table) -> None:

@@ -72,6 +72,44 @@ def test_table_written_once_per_changed_user_per_flush():
     assert table.data[u0].startswith(f0.profile_bytes)  # one encode serves table, topic and Redis
 
 
+def test_commit_point_pending_users_written_in_slices_with_their_newest_state():
+    table, out, users, ing, prof = stages()
+    evs = events(30)
+    for i, ev in enumerate(evs[:20]):
+        feed(ing, prof, ev, i)
+    before = {e["user_id"] for e in evs[:20]}
+    assert users.mark_commit() == len(before) and not users.dirty
+    first = users.flush_pending(budget_s=0.0)  # a spent budget still writes one user
+    assert len(first) == 1 and len(users.pending) == len(before) - 1
+    for i, ev in enumerate(evs[20:], start=20):  # events keep flowing between slices
+        feed(ing, prof, ev, i)
+    rest = []
+    while users.pending:
+        rest += users.flush_pending(budget_s=1.0)
+    assert {f.user_id for f in first + rest} == before and len(table.writes) == len(before)
+    for f in rest:  # written as they are now, later events included
+        assert f.version == users.get(f.user_id, 0).profile["version"]
+        assert f.user_id not in users.dirty
+    assert users.flush_pending(budget_s=1.0) == []
+
+
+def test_pending_users_are_never_evicted_and_a_slice_write_clears_pending():
+    table, out, users, ing, prof = stages()
+    users.capacity = 2
+    evs = events(30)
+    for i, ev in enumerate(evs):
+        feed(ing, prof, ev, i)
+    n = users.mark_commit()
+    users._evict()
+    assert all(u in users.cache for u in users.pending) and len(users.pending) == n
+    u = next(iter(users.pending))
+    users.changed(u)
+    users.dirty[u] = 0.0  # changed long ago: the next slice takes it
+    assert [f.user_id for f in users.flush(limit=1)] == [u]
+    assert u not in users.pending and u not in users.dirty
+    assert {f.user_id for f in users.flush()} == set(users.cache) - {u}  # an unbounded flush includes pending
+
+
 def test_state_survives_a_cold_cache_via_the_table():
     table, out, users, ing, prof = stages()
     evs = events(20)

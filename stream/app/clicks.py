@@ -1,0 +1,127 @@
+"""Faust wiring of the fused ingest+profile agent on ``clicks.v1``: the agent, the commit
+hooks that write changed users before offsets, the slices between commits, the Redis writer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+
+from stream.adapters.redis_store import ProfileWriter
+from stream.app.worker import FENCE_KEY, Worker, die
+from stream.errors import StoreError, StreamError
+from stream.log import event
+from stream.runner import FatalStageError, RawMessage
+from stream.users import Flushed
+
+log = logging.getLogger("stream.worker")
+
+
+class CommitFlush(faust.Sensor):
+    def __init__(self, worker: Worker) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def on_commit_initiated(self, consumer: object) -> None:
+        self.worker.commit_flush()
+
+
+
+def wire_clicks(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
+    """The fused clicks agent, its state flushes and the Redis writer."""
+    app, settings = w.app, w.settings
+    app.sensors.add(CommitFlush(w))
+    w.table = table
+
+    @app.task
+    async def hook_commits() -> None:
+        """Faust awaits its producer's flush() right before it writes offsets: wait there."""
+        producer = app.producer
+        faust_flush = producer.flush
+
+        async def flush() -> None:
+            await faust_flush()
+            try:
+                await w.before_offsets()
+            except StreamError as exc:
+                die(f"outputs not delivered before commit: {exc}")
+        producer.flush = flush
+
+    @app.agent(source, name="clicks")
+    async def clicks(stream: faust.StreamT) -> None:
+        process = w.runner.process
+        async for ev in stream.events():
+            m = ev.message
+            headers = dict(m.headers) if m.headers else {}
+            try:
+                process(RawMessage(m.topic, m.partition, m.offset, m.key, m.value, headers,
+                                   int((m.timestamp or 0) * 1000)))
+            except FatalStageError as exc:
+                die(str(exc))
+            except Exception as exc:  # the runner classifies; anything escaping it is a bug
+                die(f"unexpected {type(exc).__name__} in the clicks agent: {exc}")
+
+    @app.timer(settings.profile.flush_slice_interval_s)
+    async def flush_slice() -> None:
+        """Flush changed users in small slices between commits, so a commit never stalls for long."""
+        if len(w.users.dirty) < settings.profile.flush_slice_min_dirty:
+            return  # few changed users: the commit flushes them in a few ms, each encoded once
+        try:
+            w.flush_users(settings.profile.flush_slice_users, settings.profile.flush_slice_min_age_s)
+        except StreamError as exc:
+            die(f"flushing user state failed: {exc}")
+
+    @app.task
+    async def redis_writer() -> None:
+        writer = ProfileWriter(settings.redis.url, settings.redis.key_prefix)
+        interval = settings.profile.redis_flush_interval_s
+        stats = w.stage("profile")
+        try:
+            while not app.should_stop:
+                await asyncio.sleep(interval)
+                if w.resync and not app.tables.recovery.in_recovery:
+                    _mark_all_changed(w, table)
+                batch, w.redis_pending = list(w.redis_pending.values()), {}
+                for start in range(0, len(batch), settings.profile.redis_batch):
+                    chunk = batch[start:start + settings.profile.redis_batch]
+                    written, seconds = await _write_with_retry(writer, chunk)
+                    stats.add_output("redis_writes", written)
+                    stats.max_output("redis_write_ms_max", seconds * 1000)
+        finally:
+            await writer.close()
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app: faust.App, assigned: set, **kwargs: object) -> None:
+        w.assigned = {tp.partition for tp in assigned if tp.topic == source.get_topic_name()}
+        w.users.forget_partitions(lambda p: p in w.assigned)
+        w.resync = True  # after recovery, make Redis current for every user we now own
+        event(log, "partitions_assigned", worker=w.worker_id, partitions=sorted(w.assigned))
+
+
+def _mark_all_changed(w: Worker, table: faust.Table) -> None:
+    """Queue every owned user's profile for Redis (version-checked, so cheap when Redis is current)."""
+    w.resync = False
+    n = 0
+    for key, raw in list(table.data.items()):
+        if key == FENCE_KEY:
+            continue
+        profile, used = w.registry.decode_prefix("UserProfile", raw)
+        if profile["source_partition"] in w.assigned:
+            user = profile["user_id"]
+            if user not in w.redis_pending:
+                w.redis_pending[user] = Flushed(user, profile["source_partition"], profile["version"], raw[:used])
+                n += 1
+    event(log, "redis_resync", worker=w.worker_id, profiles=n)
+
+
+async def _write_with_retry(writer: ProfileWriter, chunk: list[Flushed], attempts: int = 5) -> tuple[int, float]:
+    for attempt in range(1, attempts + 1):
+        try:
+            return await writer.write(chunk)
+        except StoreError as exc:
+            if attempt == attempts:
+                die(f"Redis unavailable after {attempts} attempts: {exc}")
+            event(log, "redis_retry", logging.WARNING, attempt=attempt, error=str(exc))
+            await asyncio.sleep(0.2 * 2 ** attempt)
+    return 0, 0.0
