@@ -75,14 +75,16 @@ class StageStats:
 
     def __init__(self, stage: str) -> None:
         self.stage = stage
-        self.totals = dict.fromkeys(OUTCOMES, 0)
         self.window = dict.fromkeys(OUTCOMES, 0)
         self.messages = 0
-        self.messages_total = 0
         self.processing = LogHistogram()        # seconds per Kafka message, this window
-        self.processing_total = LogHistogram()  # cumulative, for Prometheus
         self.lag = LogHistogram()               # seconds from event time to processed, this window
-        self.lag_total = LogHistogram()
+        # cumulative figures (Prometheus) of the closed windows: the hot path updates only the
+        # open window, which snapshot() folds in here
+        self._closed = dict.fromkeys(OUTCOMES, 0)
+        self._closed_messages = 0
+        self._closed_processing = LogHistogram()
+        self._closed_lag = LogHistogram()
         self.inputs: dict[str, float] = {}
         self.outputs: dict[str, float] = {}
         self.gauges: dict[str, float] = {}      # e.g. consumer_lag
@@ -90,17 +92,31 @@ class StageStats:
 
     def count(self, outcome: str, n: int = 1) -> None:
         self.window[outcome] += n
-        self.totals[outcome] += n
 
     def message(self, seconds: float) -> None:
         self.messages += 1
-        self.messages_total += 1
         self.processing.update(seconds)
-        self.processing_total.update(seconds)
 
     def event_lag(self, seconds: float) -> None:
         self.lag.update(seconds)
-        self.lag_total.update(seconds)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """Events by outcome since start."""
+        w = self.window
+        return {k: n + w[k] for k, n in self._closed.items()}
+
+    @property
+    def messages_total(self) -> int:
+        return self._closed_messages + self.messages
+
+    @property
+    def processing_total(self) -> LogHistogram:
+        return self._closed_processing.copy().merge(self.processing)
+
+    @property
+    def lag_total(self) -> LogHistogram:
+        return self._closed_lag.copy().merge(self.lag)
 
     def add_input(self, name: str, n: float = 1.0) -> None:
         self.inputs[name] = self.inputs.get(name, 0.0) + n
@@ -132,6 +148,11 @@ class StageStats:
             "outputs": {**self.outputs, **{k: float(v) for k, v in self.gauges.items() if k != "consumer_lag"},
                         "forwarded": float(w["forwarded"])},
         }
+        for k, n in w.items():
+            self._closed[k] += n
+        self._closed_messages += self.messages
+        self._closed_processing.merge(self.processing)
+        self._closed_lag.merge(self.lag)
         self.window = dict.fromkeys(OUTCOMES, 0)
         self.messages = 0
         self.processing.reset()

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol, Sequence
+from types import MappingProxyType
+from typing import Callable, Mapping, NamedTuple, Protocol, Sequence
 
 from stream.core.profile import Position
 from stream.errors import BrokerError, SerdeError, StoreError, StreamError, ValidationError
@@ -31,14 +31,17 @@ from stream.serde import CLICK_BATCH, SchemaRegistry
 log = logging.getLogger("stream.runner")
 
 
-@dataclass(frozen=True)
-class RawMessage:
+NO_HEADERS: Mapping[str, bytes] = MappingProxyType({})
+
+
+class RawMessage(NamedTuple):
+    """One Kafka message as the stages see it (a tuple: made once per message, cheaply)."""
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: Mapping[str, bytes] = field(default_factory=dict)
+    headers: Mapping[str, bytes] = NO_HEADERS
     timestamp_ms: int = 0
 
 

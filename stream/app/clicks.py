@@ -7,12 +7,15 @@ import asyncio
 import logging
 
 import faust
+from faust.types import Message
 
 from stream.adapters.redis_store import ProfileWriter
+from stream.app.direct import DirectTopic
 from stream.app.worker import FENCE_KEY, Worker, die
 from stream.errors import StoreError, StreamError
 from stream.log import event
-from stream.runner import FatalStageError, RawMessage
+from stream.runner import NO_HEADERS, FatalStageError, RawMessage
+from stream.topology import Topic
 from stream.users import Flushed
 
 log = logging.getLogger("stream.worker")
@@ -28,7 +31,7 @@ class CommitFlush(faust.Sensor):
 
 
 
-def wire_clicks(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
+def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
     """The fused clicks agent, its state flushes and the Redis writer."""
     app, settings = w.app, w.settings
     app.sensors.add(CommitFlush(w))
@@ -48,19 +51,19 @@ def wire_clicks(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
                 die(f"outputs not delivered before commit: {exc}")
         producer.flush = flush
 
-    @app.agent(source, name="clicks")
-    async def clicks(stream: faust.StreamT) -> None:
-        process = w.runner.process
-        async for ev in stream.events():
-            m = ev.message
-            headers = dict(m.headers) if m.headers else {}
-            try:
-                process(RawMessage(m.topic, m.partition, m.offset, m.key, m.value, headers,
-                                   int((m.timestamp or 0) * 1000)))
-            except FatalStageError as exc:
-                die(str(exc))
-            except Exception as exc:  # the runner classifies; anything escaping it is a bug
-                die(f"unexpected {type(exc).__name__} in the clicks agent: {exc}")
+    process = w.runner.process
+
+    def deliver(m: Message) -> None:
+        headers = dict(m.headers) if m.headers else NO_HEADERS
+        try:
+            process(RawMessage(m.topic, m.partition, m.offset, m.key, m.value, headers,
+                               int((m.timestamp or 0) * 1000)))
+        except FatalStageError as exc:
+            die(str(exc))
+        except Exception as exc:  # the runner classifies; anything escaping it is a bug
+            die(f"unexpected {type(exc).__name__} in the clicks stage: {exc}")
+
+    DirectTopic(app, source.name, source.partitions, deliver)
 
     @app.timer(settings.profile.flush_slice_interval_s)
     async def flush_slice() -> None:
@@ -93,7 +96,7 @@ def wire_clicks(w: Worker, source: faust.TopicT, table: faust.Table) -> None:
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: set, **kwargs: object) -> None:
-        w.assigned = {tp.partition for tp in assigned if tp.topic == source.get_topic_name()}
+        w.assigned = {tp.partition for tp in assigned if tp.topic == source.name}
         w.users.forget_partitions(lambda p: p in w.assigned)
         w.resync = True  # after recovery, make Redis current for every user we now own
         event(log, "partitions_assigned", worker=w.worker_id, partitions=sorted(w.assigned))

@@ -219,7 +219,6 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
         consumer_auto_offset_reset="latest" if "drift" in stages else "earliest")
     out = Output(settings.kafka.bootstrap_servers, linger_ms=f.producer_linger_ms, client_id=f"stream-{worker_id}")
     if not side_only:
-        source = app.topic(clicks.name, partitions=clicks.partitions, key_serializer="raw", value_serializer="raw")
         table = app.Table(table_decl.name, partitions=table_decl.partitions, key_type=bytes, value_type=bytes)
         users = UserStates(TableStore(table, out), registry)
     ingest_cfg = settings.ingest
@@ -258,7 +257,7 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     _wire_common(w)
     if not side_only:
         from stream.app.clicks import wire_clicks  # noqa: PLC0415 - it imports this module
-        wire_clicks(w, source, table)
+        wire_clicks(w, clicks, table)
     from stream.app import recommender  # noqa: PLC0415 - it imports this module
     if slot is not None:
         recommender.wire_scoring(w)

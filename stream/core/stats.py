@@ -66,6 +66,11 @@ class LogHistogram:
         return {"p50": self.quantile(0.5), "p95": self.quantile(0.95), "p99": self.quantile(0.99),
                 "mean": self.total / self.count if self.count else 0.0}
 
+    def copy(self) -> "LogHistogram":
+        h = LogHistogram(self.lo, self.hi, self.per_decade)
+        h.counts, h.count, h.total = list(self.counts), self.count, self.total
+        return h
+
     def reset(self) -> None:
         self.counts = [0] * len(self.counts)
         self.count = 0
