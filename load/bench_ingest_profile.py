@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,7 +63,6 @@ class Env:
         self.stack.down()
 
     def worker(self, stages: str, extra_env: dict[str, str] | None = None) -> tuple[object, int]:
-        import subprocess
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
         env.update({"STREAM_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "STREAM_REDIS_URL": self.redis,
@@ -80,10 +81,20 @@ def counter(port: int, stage: str = "ingest", outcome: str = "in") -> float | No
     return None if text is None else sample_value(text, events_sample(stage, outcome))
 
 
-#: seconds between scrapes of the measured worker: each scrape costs its event loop ~1.5 ms
-#: (polling every 20 ms took ~8% of its main thread, profiled with py-spy); the start and
-#: the end are both seen up to one interval late, so the error does not add up
-POLL_S = 0.1
+#: seconds between scrapes of the measured worker while it runs: a scrape costs its event
+#: loop ~3 ms (polling every 20 ms took ~8% of its main thread, profiled with py-spy), so it
+#: is scraped often only to catch its first event and its last 5%
+POLL_S, POLL_EDGE_S = 0.5, 0.02
+
+
+def _next_poll(first: tuple[float, float] | None, now: float, v: float, events: int) -> float:
+    """Seconds to the next scrape: short until the first event and from 95% of them on,
+    long between (but never past the 95% mark at the rate seen so far)."""
+    if first is None or v >= 0.95 * events:
+        return POLL_EDGE_S
+    rate = (v - first[1]) / (now - first[0]) if now > first[0] else 0.0
+    to_tail = (0.95 * events - v) / rate if rate > 0 else POLL_S
+    return max(POLL_EDGE_S, min(POLL_S, to_tail))
 
 
 def measure_worker(env: Env, events: int, timeout_s: float, stages: str) -> dict:
@@ -101,7 +112,7 @@ def measure_worker(env: Env, events: int, timeout_s: float, stages: str) -> dict
                 seconds = now - first[0]
                 return {"events": int(v - first[1]), "seconds": round(seconds, 3),
                         "events_per_s": round((v - first[1]) / seconds) if seconds else None}
-            time.sleep(POLL_S)
+            time.sleep(_next_poll(first, now, v or 0, events))
         raise RuntimeError(f"worker did not finish {events} events in {timeout_s}s")
     finally:
         stop_pid(proc.pid, 20)
@@ -125,6 +136,49 @@ def throughput(shape: str, args: argparse.Namespace) -> dict:
             out[name] = fn(env.bootstrap, CLICKS.name, n, CLICKS.partitions, args.timeout)
             say(f"{shape}: {name} {out[name].get('events_per_s')} events/s")
     return out
+
+
+def passthrough_pairs(args: argparse.Namespace) -> list[dict]:
+    """``--pairs`` more runs of the worker and the Faust pass-through on single events, each
+    pair on a fresh stack, back to back: this machine's speed drifts by 30% and more between
+    minutes, so one pair is one sample of the ratio, not the ratio."""
+    out = []
+    for i in range(args.pairs):
+        with Env() as env:
+            n = args.single_events
+            produce_workload(producer(env.bootstrap), CLICKS, Workload(seed=args.seed, users=args.users, rate=50_000),
+                             events=n)
+            ours = measure_worker(env, n, args.timeout, args.stages)["events_per_s"]
+            theirs = baselines.run_faust_passthrough(env.bootstrap, CLICKS.name, n, CLICKS.partitions,
+                                                     args.timeout)["events_per_s"]
+        out.append({"stream_worker": ours, "faust_passthrough": theirs, "ratio": round(ours / theirs, 3)})
+        say(f"pair {i + 1}/{args.pairs}: stream worker {ours:,}/s, pass-through {theirs:,.0f}/s, "
+            f"ratio {out[-1]['ratio']}")
+    return out
+
+
+def transport_floor(rate: float, args: argparse.Namespace) -> dict:
+    """The latency run's load read by a bare aiokafka consumer (Faust's client) on a fresh stack
+    (load/lag_floor.py, its own process): the lag the broker and the producer add alone."""
+    seconds = min(args.latency_seconds, 10)
+    n = int(rate * seconds)
+    with Env() as env:
+        proc = subprocess.Popen([sys.executable, "-m", "load.lag_floor", "--bootstrap", env.bootstrap, "--events",
+                                 str(n), "--timeout", str(seconds + 30)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            ready, _, _ = select.select([proc.stderr], [], [], 60)
+            if not ready or "ready" not in proc.stderr.readline():
+                raise RuntimeError("load.lag_floor did not start within 60 s")
+            say(f"floor: {n:,} events at {rate:,.0f}/s read by a bare aiokafka consumer")
+            produce_workload(producer(env.bootstrap), CLICKS, Workload(seed=args.seed + 1, users=args.users, rate=rate),
+                             events=n, batch_size=100, target_rate=rate, batch_linger_ms=5)
+            result = baselines._read_result("lag_floor", proc, seconds + 40)
+        finally:
+            baselines._stop(proc, 10)
+    if result is None:
+        raise RuntimeError("load.lag_floor gave no result")
+    return result
 
 
 def latency(rate: float, args: argparse.Namespace) -> dict:
@@ -172,22 +226,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=300)
     p.add_argument("--tutorial-events-cap", type=int, default=60_000)
     p.add_argument("--latency-seconds", type=float, default=20)
-    p.add_argument("--shapes", default="batch100,single")
+    p.add_argument("--shapes", default="batch100,single", help="batch100 and/or single, comma-separated ('' for none)")
     p.add_argument("--stages", default="ingest,profile", help="stages the worker runs (issue 3: ingest,profile)")
     p.add_argument("--no-baselines", action="store_true", help="measure only this project's worker")
+    p.add_argument("--pairs", type=int, default=0,
+                   help="then this many more (worker, Faust pass-through) pairs on single events, for the ratio")
     p.add_argument("--out", help="write the results as JSON here")
     p.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
                    help="a STREAM_* setting for the measured worker (repeatable)")
     args = p.parse_args(argv)
     WORKER_ENV.update(kv.split("=", 1) for kv in args.worker_env)
     results: dict = {"date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "args": vars(args)}
-    for shape in args.shapes.split(","):
+    shapes = [x for x in args.shapes.split(",") if x]
+    if set(shapes) - {"batch100", "single"}:
+        p.error(f"--shapes takes batch100 and/or single (or nothing), not {args.shapes!r}")
+    for shape in shapes:
         results[shape] = throughput(shape, args)
     if "batch100" in results:
-        results["latency_at_half_max"] = latency(results["batch100"]["stream_worker"]["events_per_s"] / 2, args)
+        half = results["batch100"]["stream_worker"]["events_per_s"] / 2
+        results["latency_at_half_max"] = latency(half, args)
+        results["latency_floor_at_half_max"] = transport_floor(half, args)
     if "single" in results and results["single"].get("faust_passthrough", {}).get("events_per_s"):
         results["single_vs_passthrough"] = round(results["single"]["stream_worker"]["events_per_s"]
                                                  / results["single"]["faust_passthrough"]["events_per_s"], 3)
+    if args.pairs:
+        results["single_pairs"] = passthrough_pairs(args)
+        results["single_vs_passthrough_median"] = statistics.median(p["ratio"] for p in results["single_pairs"])
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:
