@@ -1,5 +1,6 @@
-"""Faust wiring of the fused ingest+profile agent on ``clicks.v1``: the agent, the commit
-hooks that write changed users before offsets, the slices between commits, the Redis writer."""
+"""Faust wiring of the fused stages on ``clicks.v1``: the direct channel to the stage runner,
+the commit hooks that write changed users before offsets, the slices between commits, the
+Redis writer."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class CommitFlush(faust.Sensor):
 
 
 def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
-    """The fused clicks agent, its state flushes and the Redis writer."""
+    """The fused clicks stages, their state flushes and the Redis writer."""
     app, settings = w.app, w.settings
     app.sensors.add(CommitFlush(w))
     w.table = table

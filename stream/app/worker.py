@@ -1,6 +1,7 @@
 """A Faust worker running the fused ingest+profile stages on ``clicks.v1``.
 
-The agent hands each raw message to the shared :class:`~stream.runner.StageRunner`;
+Faust's conductor hands each raw message to the shared :class:`~stream.runner.StageRunner`
+(:mod:`stream.app.direct`, wired in :mod:`stream.app.clicks`);
 state lives in a changelog-backed Faust table (``users``), written once per changed
 user per commit through the fast output port. A sensor fixes the commit point when a commit
 starts; the users changed before it are written, and acknowledged, before Faust writes the
@@ -44,7 +45,7 @@ from stream.users import Flushed, UserStates
 
 log = logging.getLogger("stream.worker")
 STAGES = ("ingest", "profile", "feedback", "score", "learn", "drift")
-#: stages that run without the clicks agent, in their own consumer group
+#: stages that run without the clicks stages, in their own consumer group
 SIDE_STAGES = frozenset({"learn", "drift"})
 DEFAULT_STAGES = "ingest,profile,feedback,score,learn"
 EXIT_FATAL = 70
@@ -191,9 +192,9 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise StreamError(f"unknown stage(s) {', '.join(sorted(unknown))}; this worker runs: {', '.join(STAGES)}")
-    side_only = set(stages) <= SIDE_STAGES  # no clicks agent
+    side_only = set(stages) <= SIDE_STAGES  # no clicks stages
     if not side_only and not {"ingest", "profile"} <= set(stages):
-        raise StreamError("ingest and profile run fused in one agent (no repartition hop): include both in "
+        raise StreamError("ingest and profile run fused on one consumer (no repartition hop): include both in "
                           "--stages, or run the learner and/or drift alone (--stages learn / drift / learn,drift)")
     if "drift" in stages and len(stages) > 1:
         raise StreamError("drift runs in its own worker (--stages drift): it must see every partition of the "
@@ -324,7 +325,7 @@ def _update_consumer_lag(w: Worker) -> None:
             if tp.topic != "clicks.v1":
                 continue
             hw = consumer.highwater(tp)
-            pos = consumer._read_offset.get(tp)  # last offset read by the agent
+            pos = consumer._read_offset.get(tp)  # last offset read by the worker
             if hw is not None and pos is not None:
                 lag += max(0, hw - (pos + 1))
         for s in w.stats:
