@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from stream.serde import CLICK_BATCH, SchemaRegistry
 from stream.topology import Topology
 
-RESULT_PREFIX = "RESULT "
+from load.baselines import RESULT_PREFIX
 
 
 def quantiles(values: list[float]) -> dict[str, float]:

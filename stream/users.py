@@ -119,7 +119,8 @@ class UserStates:
         re-encoded on every slice.
         """
         if limit is None:
-            users = [u for u in self._pending_order if u in self.pending] + list(self.dirty)
+            # a user pending again after a write may stand in the order twice: once each
+            users = list(dict.fromkeys([u for u in self._pending_order if u in self.pending] + list(self.dirty)))
         else:
             cutoff = time.monotonic() - older_than
             users = []

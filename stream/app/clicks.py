@@ -31,7 +31,6 @@ class CommitFlush(faust.Sensor):
         self.worker.commit_flush()
 
 
-
 def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
     """The fused clicks stages, their state flushes and the Redis writer."""
     app, settings = w.app, w.settings

@@ -110,6 +110,23 @@ def test_pending_users_are_never_evicted_and_a_slice_write_clears_pending():
     assert {f.user_id for f in users.flush()} == set(users.cache) - {u}  # an unbounded flush includes pending
 
 
+def test_a_user_pending_again_after_a_write_is_written_once_per_flush():
+    table, out, users, ing, prof = stages()
+    evs = events(10)
+    for i, ev in enumerate(evs):
+        feed(ing, prof, ev, i)
+    users.mark_commit()
+    u = next(iter(users.pending))
+    users.changed(u)
+    users.dirty[u] = 0.0  # changed again long ago: a slice writes it, leaving its old place in the order
+    assert [f.user_id for f in users.flush(limit=1)] == [u] and u not in users.pending
+    users.changed(u)
+    users.mark_commit()  # pending again: now it stands in the order twice
+    assert list(users._pending_order).count(u) == 2
+    written = [f.user_id for f in users.flush()]
+    assert written.count(u) == 1 and len(written) == len(set(written))
+
+
 def test_state_survives_a_cold_cache_via_the_table():
     table, out, users, ing, prof = stages()
     evs = events(20)
