@@ -49,3 +49,33 @@ def test_mixed_share():
     recs = list(Workload(seed=2).mixed(2000, malformed_share=0.1))
     bad = [r for r, reason in recs if reason]
     assert 120 < len(bad) < 280
+
+
+def test_a_schedule_batches_by_partition_within_the_linger_and_keeps_every_event():
+    import time
+
+    from stream.loadgen import build_schedule
+    from stream.serde import SchemaRegistry
+    from stream.topology import Topology
+    reg, topic = SchemaRegistry.default(), Topology.load().topic("clicks.v1")
+    before_ms = time.time() * 1000
+    sched = build_schedule(Workload(seed=2, users=200, rate=5000, start_ms=0), topic, events=3000,
+                           batch_size=50, linger_ms=5, lead_s=0.0)
+    assert [m.at_ms for m in sched] == sorted(m.at_ms for m in sched)
+    assert sched[0].at_ms >= before_ms  # the whole run is still ahead once it is built
+    seen = []
+    for m in sched:
+        kind, batch = reg.decode_clicks(m.value)
+        evs = batch["events"]
+        assert kind == "ClickBatch" and 1 <= len(evs) <= 50 and m.events == len(evs)
+        assert {partition_for(e["user_id"], topic.partitions) for e in evs} == {m.partition}
+        assert m.key == evs[0]["user_id"].encode()
+        assert all(0 <= m.at_ms - e["timestamp"] <= 5 for e in evs)  # sent within the linger, never early
+        seen += evs
+    assert len(seen) == 3000 and len({e["event_id"] for e in seen}) == 3000
+    assert seen[-1]["timestamp"] - min(e["timestamp"] for e in seen) == pytest.approx(2999 / 5000 * 1000, abs=1)
+    singles = build_schedule(Workload(seed=2, users=20, rate=5000, start_ms=0), topic, events=10, batch_size=1,
+                             linger_ms=5, lead_s=0.0)
+    assert [reg.decode_clicks(m.value)[0] for m in singles] == ["ClickEvent"] * 10
+    with pytest.raises(ValueError, match="start_ms=0"):
+        build_schedule(Workload(seed=2), topic, events=10, batch_size=1, linger_ms=5)
