@@ -11,7 +11,7 @@ import faust
 from faust.types import Message
 
 from stream.adapters.redis_store import ProfileWriter
-from stream.app.direct import DirectTopic
+from stream.app.direct import DirectTopic, install_direct_drain
 from stream.app.worker import FENCE_KEY, Worker, die
 from stream.errors import StoreError, StreamError
 from stream.log import event
@@ -64,6 +64,8 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
             die(f"unexpected {type(exc).__name__} in the clicks stage: {exc}")
 
     DirectTopic(app, source.name, source.partitions, deliver)
+    if not install_direct_drain():
+        event(log, "direct_drain_unavailable", logging.WARNING, reason="not the Faust 0.15 drain loop")
 
     @app.timer(settings.profile.flush_slice_interval_s)
     async def flush_slice() -> None:

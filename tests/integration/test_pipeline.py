@@ -130,11 +130,14 @@ def test_kill9_restart_and_second_worker_lose_nothing_and_count_nothing_twice(tm
     with fresh_stack(tmp_path) as env:
         bootstrap = env["STREAM_KAFKA_BOOTSTRAP_SERVERS"]
         wl = Workload(seed=202, users=400, user_prefix="k")
-        holder: dict = {}
+        produced: list[dict] = []
+        enough = threading.Event()  # set once the second worker has taken part
 
-        def feed():
-            holder["stats"] = produce_workload(producer(bootstrap), CLICKS, wl, events=40_000, batch_size=50,
-                                               target_rate=5_000, keep=True)
+        def feed():  # 5,000 events/s in chunks until the scenario has played out (and at least 40,000)
+            p = producer(bootstrap)
+            while (len(produced) < 40_000 or not enough.is_set()) and len(produced) < 400_000:
+                produced.extend(produce_workload(p, CLICKS, wl, events=2_500, batch_size=50, target_rate=5_000,
+                                                 keep=True).produced)
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
         a = WorkerProcess(env, tmp_path, "a")
@@ -154,9 +157,14 @@ def test_kill9_restart_and_second_worker_lose_nothing_and_count_nothing_twice(tm
             b = WorkerProcess(env, tmp_path, "b")  # a second worker joins mid-stream
             workers.append(b)
             b.wait_ready()
+            deadline = time.monotonic() + 60
+            while b.counter("profile", "out") == 0 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert b.counter("profile", "out") > 0, f"the second worker took over partitions: {b.log_tail()}"
+            enough.set()
             feeder.join(60)
             assert not feeder.is_alive()
-            reference = reference_profiles(holder["stats"].produced)
+            reference = reference_profiles(produced)
             got = wait_for_profiles(env["STREAM_REDIS_URL"], reference, timeout=120)
             missing = [u for u in reference if u not in got]
             assert not missing, missing[:5]
@@ -165,8 +173,7 @@ def test_kill9_restart_and_second_worker_lose_nothing_and_count_nothing_twice(tm
             # The killed worker had folded events it never committed; they were processed again
             # after the restart (at least once), and the profiles above are still exact.
             folded = a_out + a2.counter("profile", "out") + b.counter("profile", "out")
-            assert folded > len(holder["stats"].produced), "the kill should have forced re-processing"
-            assert b.counter("profile", "out") > 0, "the second worker took over partitions"
+            assert folded > len(produced), "the kill should have forced re-processing"
         finally:
             for w in workers:
                 w.stop()
