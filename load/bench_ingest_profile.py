@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=300)
     p.add_argument("--tutorial-events-cap", type=int, default=60_000)
     p.add_argument("--latency-seconds", type=float, default=20)
+    p.add_argument("--latency-rate", type=float, default=0,
+                   help="events/s of the latency run (default: half the batch100 rate just measured)")
     p.add_argument("--shapes", default="batch100,single", help="batch100 and/or single, comma-separated ('' for none)")
     p.add_argument("--stages", default="ingest,profile", help="stages the worker runs (issue 3: ingest,profile)")
     p.add_argument("--no-baselines", action="store_true", help="measure only this project's worker")
@@ -252,7 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--shapes takes batch100 and/or single (or nothing), not {args.shapes!r}")
     for shape in shapes:
         results[shape] = throughput(shape, args)
-    if "batch100" in results:
+    if args.latency_rate > 0:
+        results["latency_at_rate"] = latency(args.latency_rate, args)
+        results["latency_floor_at_rate"] = transport_floor(args.latency_rate, args)
+    elif "batch100" in results:
         half = results["batch100"]["stream_worker"]["events_per_s"] / 2
         results["latency_at_half_max"] = latency(half, args)
         results["latency_floor_at_half_max"] = transport_floor(half, args)
