@@ -21,6 +21,7 @@ from typing import Callable, Optional
 
 from confluent_kafka import Producer
 
+from stream.errors import BrokerError
 from stream.partitioning import partition_for
 from stream.serde import SchemaRegistry
 from stream.topology import Topic
@@ -63,12 +64,7 @@ def produce_workload(producer: Producer, topic: Topic, workload: Workload, *, ev
     t0 = time.monotonic()
 
     def send(value: bytes, key: str, partition: int) -> None:
-        while True:
-            try:
-                producer.produce(topic.name, value=value, key=key.encode(), partition=partition)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        _send(producer, topic.name, value, key.encode(), partition)
         stats.messages += 1
         if stats.messages % 1000 == 0:
             producer.poll(0)
@@ -110,11 +106,8 @@ def produce_workload(producer: Producer, topic: Topic, workload: Workload, *, ev
             progress(i + 1, events)
     for part in list(pending):
         send_batch(part)
-    left = producer.flush(30)
+    _flush(producer, topic.name)
     stats.seconds = time.monotonic() - t0
-    if left:
-        from stream.errors import BrokerError
-        raise BrokerError(f"{left} message(s) not delivered to {topic.name} within 30s")
     if progress is not None and events % 1000:
         progress(events, events)
     return stats
@@ -175,18 +168,25 @@ def play_schedule(producer: Producer, topic: str, schedule: list[Scheduled]) -> 
             time.sleep(ahead)
         else:
             stats.late_ms_max = max(stats.late_ms_max, -ahead * 1000)
-        while True:
-            try:
-                producer.produce(topic, value=m.value, key=m.key, partition=m.partition)
-                break
-            except BufferError:
-                producer.poll(0.01)
+        _send(producer, topic, m.value, m.key, m.partition)
         producer.poll(0)
         stats.messages += 1
         stats.events += m.events
-    left = producer.flush(30)
+    _flush(producer, topic)
     stats.seconds = time.monotonic() - t0
-    if left:
-        from stream.errors import BrokerError
-        raise BrokerError(f"{left} message(s) not delivered to {topic} within 30s")
     return stats
+
+
+def _send(producer: Producer, topic: str, value: bytes, key: bytes, partition: int) -> None:
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, partition=partition)
+            return
+        except BufferError:  # the local queue is full: let deliveries drain
+            producer.poll(0.05)
+
+
+def _flush(producer: Producer, topic: str, timeout: float = 30.0) -> None:
+    left = producer.flush(timeout)
+    if left:
+        raise BrokerError(f"{left} message(s) not delivered to {topic} within {timeout:.0f}s")

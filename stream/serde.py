@@ -56,8 +56,8 @@ class SchemaRegistry:
             for name, schema in self.parsed.items() if isinstance(schema, list)}
         #: compiled readers (stream.avro_fast): the fast path of decode(); fastavro is the reference
         self.fast_readers: dict[str, Reader] = {}
-        for name, schema in self.parsed.items():
-            reader = (self._union_reader(name) if isinstance(schema, list)
+        for name, schema in sorted(self.parsed.items(), key=lambda kv: isinstance(kv[1], list)):
+            reader = (self._union_reader(name) if isinstance(schema, list)  # after its branches
                       else compile_reader(schema, self._named))
             if reader is not None:
                 self.fast_readers[name] = reader
@@ -130,7 +130,7 @@ class SchemaRegistry:
     def _union_reader(self, name: str) -> Reader | None:
         """A compiled reader of a top-level union of this registry's named schemas."""
         names = self.branches[name]
-        readers = [compile_reader(self.parsed[n], self._named) if n in self.parsed else None for n in names]
+        readers = [self.fast_readers.get(n) for n in names]
         if any(r is None for r in readers):
             return None
         labelled = tuple(zip(names, readers))
