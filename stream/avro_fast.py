@@ -14,7 +14,7 @@ explains the error. So a compiled reader changes how fast valid records decode, 
 they decode to, and never which error a bad record gets (``tests/unit/test_avro_fast.py``
 checks both, on random records of every project schema and on mutated encodings).
 
-Schemas with a type it does not know (``fixed`` with logical types, say) are not compiled:
+Schemas with a type it does not handle (``fixed``, or any logical type) are not compiled:
 :func:`compile_reader` returns None and fastavro reads them.
 """
 

@@ -15,8 +15,8 @@ figure Faust itself reads back, each partition's last inbound time (its livelock
 logs "stream idle" without it), is kept.
 
 Faust's fetch loop hands each message to the conductor through ``wait_first(callback,
-suspend_flow.wait())``: two tasks per message, so that a rebalance can interrupt a callback
-blocked on a full agent queue. A direct topic's callback never blocks, so
+suspend_flow.wait())``: four tasks per message (those two, and the consumer's stopped and
+crashed events), so that a rebalance can interrupt a callback blocked on a full agent queue. A direct topic's callback never blocks, so
 :func:`install_direct_drain` gives the loop a shortcut: a message of a direct topic is
 awaited directly while the flow is not suspended; any other message, or any message while
 the flow is suspended, goes through ``wait_first`` as before.
