@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Callable
 
 import faust
 from faust.types import Message
 
 from stream.adapters.redis_store import ProfileWriter
 from stream.app.direct import DirectTopic, install_direct_drain
+from stream.app.native import NativeSource, NativeSourceError
 from stream.app.worker import FENCE_KEY, Worker, die
 from stream.errors import StoreError, StreamError
 from stream.log import event
@@ -53,18 +55,23 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
 
     process = w.runner.process
 
-    def deliver(m: Message) -> None:
-        headers = dict(m.headers) if m.headers else NO_HEADERS
+    def process_raw(raw: RawMessage) -> None:
         try:
-            process(RawMessage(m.topic, m.partition, m.offset, m.key, m.value, headers,
-                               int((m.timestamp or 0) * 1000)))
+            process(raw)
         except FatalStageError as exc:
             die(str(exc))
         except Exception as exc:  # the runner classifies; anything escaping it is a bug
             die(f"unexpected {type(exc).__name__} in the clicks stage: {exc}")
 
+    def deliver(m: Message) -> None:
+        headers = dict(m.headers) if m.headers else NO_HEADERS
+        process_raw(RawMessage(m.topic, m.partition, m.offset, m.key, m.value, headers, int((m.timestamp or 0) * 1000)))
+
+    # Faust stays subscribed either way: its group assigns the partitions (and the table's with them)
     DirectTopic(app, source.name, source.partitions, deliver)
-    if not install_direct_drain():
+    if settings.faust.native_clicks:
+        _wire_native(w, source, process_raw)
+    elif not install_direct_drain():
         event(log, "direct_drain_unavailable", logging.WARNING, reason="not the Faust 0.15 drain loop")
 
     @app.timer(settings.profile.flush_slice_interval_s)
@@ -102,6 +109,22 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
         w.users.forget_partitions(lambda p: p in w.assigned)
         w.resync = True  # after recovery, make Redis current for every user we now own
         event(log, "partitions_assigned", worker=w.worker_id, partitions=sorted(w.assigned))
+
+
+def _wire_native(w: Worker, source: Topic, process_raw: Callable[[RawMessage], None]) -> None:
+    f = w.settings.faust
+    native = w.native = NativeSource(w.app, source.name, process_raw, w.settings.kafka.bootstrap_servers,
+                                     fetch_wait_ms=f.fetch_max_wait_ms, idle_s=f.native_idle_ms / 1000)
+    native.install()
+
+    @w.app.task
+    async def native_reader() -> None:
+        try:
+            await native.run()
+        except NativeSourceError as exc:
+            die(str(exc))
+        except Exception as exc:  # a bug here would otherwise only crash the app's task, quietly
+            die(f"unexpected {type(exc).__name__} in the clicks reader: {exc}")
 
 
 def _mark_all_changed(w: Worker, table: faust.Table) -> None:

@@ -98,6 +98,7 @@ class Worker:
     score: ScoreStage | None = None
     table: faust.Table | None = None
     commit_pending: bool = False
+    native: object | None = None  # stream.app.native.NativeSource, when clicks.v1 is read natively
     gc_pauses: GcPauses = field(default_factory=lambda: GcPauses().install())  # a lag spike's usual suspect
 
     def flush_users(self, limit: int | None = None, older_than: float = 0.0) -> int:
@@ -319,19 +320,24 @@ def _table_size(w: Worker, table: faust.Table) -> None:
 def _update_consumer_lag(w: Worker) -> None:
     """Lag from the consumer's highwater marks (Tansu reports them low: a lower bound, clamped at 0)."""
     try:
-        consumer = w.app.consumer
-        lag = 0
-        for tp in consumer.assignment():
-            if tp.topic != "clicks.v1":
-                continue
-            hw = consumer.highwater(tp)
-            pos = consumer._read_offset.get(tp)  # last offset read by the worker
-            if hw is not None and pos is not None:
-                lag += max(0, hw - (pos + 1))
+        lag = w.native.lag() if w.native is not None else _faust_lag(w)
         for s in w.stats:
-            s.gauges["consumer_lag"] = lag
+            s.gauges["consumer_lag"] = -1 if lag is None else lag
     except Exception as exc:  # lag is best effort; never let it stop the monitor
         event(log, "lag_unavailable", logging.DEBUG, error=str(exc))
+
+
+def _faust_lag(w: Worker) -> int:
+    consumer = w.app.consumer
+    lag = 0
+    for tp in consumer.assignment():
+        if tp.topic != "clicks.v1":
+            continue
+        hw = consumer.highwater(tp)
+        pos = consumer._read_offset.get(tp)  # last offset read by the worker
+        if hw is not None and pos is not None:
+            lag += max(0, hw - (pos + 1))
+    return lag
 
 
 def run(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str | None = None) -> int:
