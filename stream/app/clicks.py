@@ -13,6 +13,7 @@ from faust.types import Message
 
 from stream.adapters.redis_store import ProfileWriter
 from stream.app.direct import DirectTopic, install_direct_drain
+from stream.app import native
 from stream.app.native import NativeSource, NativeSourceError
 from stream.app.worker import FENCE_KEY, Worker, die
 from stream.errors import StoreError, StreamError
@@ -69,7 +70,10 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
 
     # Faust stays subscribed either way: its group assigns the partitions (and the table's with them)
     DirectTopic(app, source.name, source.partitions, deliver)
-    if settings.faust.native_clicks:
+    unsupported = native.supported() if settings.faust.native_clicks else None
+    if unsupported:
+        event(log, "native_clicks_unavailable", logging.WARNING, reason=unsupported)
+    if settings.faust.native_clicks and not unsupported:
         _wire_native(w, source, process_raw)
     elif not install_direct_drain():
         event(log, "direct_drain_unavailable", logging.WARNING, reason="not the Faust 0.15 drain loop")
