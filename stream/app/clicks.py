@@ -13,8 +13,7 @@ from faust.types import Message
 
 from stream.adapters.redis_store import ProfileWriter
 from stream.app.direct import DirectTopic, install_direct_drain
-from stream.app import native
-from stream.app.native import NativeSource, NativeSourceError
+from stream.app.native import NativeSource, NativeSourceError, supported
 from stream.app.worker import FENCE_KEY, Worker, die
 from stream.errors import StoreError, StreamError
 from stream.log import event
@@ -70,10 +69,11 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
 
     # Faust stays subscribed either way: its group assigns the partitions (and the table's with them)
     DirectTopic(app, source.name, source.partitions, deliver)
-    unsupported = native.supported() if settings.faust.native_clicks else None
-    if unsupported:
+    use_native = settings.faust.native_clicks
+    if use_native and (unsupported := supported()):
         event(log, "native_clicks_unavailable", logging.WARNING, reason=unsupported)
-    if settings.faust.native_clicks and not unsupported:
+        use_native = False
+    if use_native:
         _wire_native(w, source, process_raw)
     elif not install_direct_drain():
         event(log, "direct_drain_unavailable", logging.WARNING, reason="not the Faust 0.15 drain loop")
@@ -117,14 +117,14 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
 
 def _wire_native(w: Worker, source: Topic, process_raw: Callable[[RawMessage], None]) -> None:
     f = w.settings.faust
-    native = w.native = NativeSource(w.app, source.name, process_raw, w.settings.kafka.bootstrap_servers,
+    reader = w.native = NativeSource(w.app, source.name, process_raw, w.settings.kafka.bootstrap_servers,
                                      fetch_wait_ms=f.fetch_max_wait_ms, idle_s=f.native_idle_ms / 1000)
-    native.install()
+    reader.install()
 
     @w.app.task
     async def native_reader() -> None:
         try:
-            await native.run()
+            await reader.run()
         except NativeSourceError as exc:
             die(str(exc))
         except Exception as exc:  # a bug here would otherwise only crash the app's task, quietly

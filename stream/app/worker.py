@@ -323,6 +323,8 @@ def _update_consumer_lag(w: Worker) -> None:
         lag = w.native.lag() if w.native is not None else _faust_lag(w)
         for s in w.stats:
             s.gauges["consumer_lag"] = -1 if lag is None else lag
+        if w.native is not None:  # fetched for an earlier assignment or read before: dropped, not processed
+            w.stage("ingest").gauges["reader_stale_dropped"] = w.native.stale_dropped
     except Exception as exc:  # lag is best effort; never let it stop the monitor
         event(log, "lag_unavailable", logging.DEBUG, error=str(exc))
 
