@@ -109,7 +109,6 @@ class NativeSource:
         self._committed: dict[int, int | None] | None = None  # what Faust's seek found, for them
         self.partitions: dict[int, Any] = {}  # partition -> Faust TP, while reading
         self.next_offset: dict[int, int] = {}  # partition -> next offset expected
-        self.delivered = 0
         self.stale_dropped = 0
 
     # -- wiring into Faust ------------------------------------------------------------------
@@ -149,7 +148,6 @@ class NativeSource:
         consumer = self._hook_consumer()
         self._stop_reading("rebalanced")
         tps = {tp for tp in assigned if tp.topic == self.topic}
-        consumer._active_partitions.difference_update(tps)  # set before this hook existed, maybe
         self._pending = {tp.partition for tp in tps}
         self._pause_in_aiokafka(consumer, tps)
         event(log, "native_source_assigned", topic=self.topic, partitions=sorted(self._pending))
@@ -239,7 +237,6 @@ class NativeSource:
         ack = faust_consumer.ack
         handler, partitions, next_offset, topic = self.handler, self.partitions, self.next_offset, self.topic
         gaps = []
-        delivered = 0
         for i, m in enumerate(msgs):
             err = m.error()
             if err is not None:
@@ -258,11 +255,9 @@ class NativeSource:
             handler(RawMessage(topic, p, offset, m.key(), m.value(), dict(headers) if headers else NO_HEADERS,
                                m.timestamp()[1]))
             ack(_Ack(tp, offset))
-            delivered += 1
             if perf_counter() > deadline:
                 left = msgs[i + 1:]
                 break
-        self.delivered += delivered
         for tp, first, last in gaps:  # offsets the log does not have: the commit may pass them
             await faust_consumer._add_gap(tp, first, last)
         commit_every = faust_consumer._commit_every
