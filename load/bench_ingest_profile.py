@@ -157,10 +157,10 @@ def passthrough_pairs(args: argparse.Namespace) -> list[dict]:
     return out
 
 
-def floor_client() -> str:
-    """The measured worker's client for clicks.v1 (stream.app.native unless turned off)."""
-    native = WORKER_ENV.get("STREAM_FAUST_NATIVE_CLICKS", "true").strip().lower() not in ("false", "0", "no", "off")
-    return "librdkafka" if native else "aiokafka"
+def floor_reader() -> tuple[str, int]:
+    """The measured worker's client for clicks.v1 and its fetch wait (stream.app.native unless turned off)."""
+    f = Settings.load(env={k: v for k, v in WORKER_ENV.items() if k.startswith("STREAM_")}).faust
+    return ("librdkafka", f.native_fetch_wait_ms) if f.native_clicks else ("aiokafka", f.fetch_max_wait_ms)
 
 
 def transport_floor(rate: float, args: argparse.Namespace) -> dict:
@@ -168,17 +168,18 @@ def transport_floor(rate: float, args: argparse.Namespace) -> dict:
     (load/lag_floor.py, its own process): the lag the broker and the producer add alone."""
     seconds = min(args.latency_seconds, 10)
     n = int(rate * seconds)
-    client = floor_client()
+    client, fetch_wait_ms = floor_reader()
     with Env() as env:
         proc = subprocess.Popen([sys.executable, "-m", "load.lag_floor", "--bootstrap", env.bootstrap, "--events",
-                                 str(n), "--timeout", str(seconds + 30), "--client", client], stdout=subprocess.PIPE,
+                                 str(n), "--timeout", str(seconds + 30), "--client", client,
+                                 "--fetch-wait-ms", str(fetch_wait_ms)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             ready, _, _ = select.select([proc.stderr], [], [], 60)
             if not ready or "ready" not in proc.stderr.readline():
                 raise RuntimeError("load.lag_floor did not start within 60 s")
             schedule = paced_load(n, rate, args)
-            say(f"floor: {n:,} events at {rate:,.0f}/s read by a bare {client} consumer")
+            say(f"floor: {n:,} events at {rate:,.0f}/s read by a bare {client} consumer ({fetch_wait_ms} ms fetch wait)")
             played = play_schedule(producer(env.bootstrap), CLICKS.name, schedule)
             result = baselines._read_result("lag_floor", proc, seconds + 40)
             if result is not None:

@@ -96,16 +96,19 @@ class UserStates:
         self.dirty = {}
         return len(self.pending)
 
-    def flush_pending(self, budget_s: float) -> list[Flushed]:
-        """Write pending users, oldest first, until ``budget_s`` seconds are spent (at least one)."""
+    def flush_pending(self, budget_s: float, limit: int | None = None) -> list[Flushed]:
+        """Write pending users, oldest first, until ``budget_s`` seconds are spent (at least one)
+        or ``limit`` users are written."""
         out: list[Flushed] = []
         order, pending = self._pending_order, self.pending
         deadline = time.perf_counter() + budget_s
-        while order:
+        left = len(pending) if limit is None else limit
+        while order and left > 0:
             user_id = order.popleft()
             if user_id not in pending:
                 continue  # written by a slice since
             self._write(user_id, out)
+            left -= 1
             if time.perf_counter() >= deadline:
                 break
         return out

@@ -14,6 +14,7 @@ from faust.types import Message
 from stream.adapters.redis_store import ProfileWriter
 from stream.app.direct import DirectTopic, install_direct_drain
 from stream.app.native import NativeSource, NativeSourceError, supported
+from stream.app.rolling import RollingFlush
 from stream.app.worker import FENCE_KEY, Worker, die
 from stream.errors import StoreError, StreamError
 from stream.log import event
@@ -30,7 +31,7 @@ class CommitFlush(faust.Sensor):
         self.worker = worker
 
     def on_commit_initiated(self, consumer: object) -> None:
-        self.worker.commit_flush()
+        self.worker.commit_flush(stopping=bool(getattr(consumer, "should_stop", False) or self.worker.app.should_stop))
 
 
 def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
@@ -81,7 +82,7 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
     @app.timer(settings.profile.flush_slice_interval_s)
     async def flush_slice() -> None:
         """Flush changed users in small slices between commits, so a commit never stalls for long."""
-        if len(w.users.dirty) < settings.profile.flush_slice_min_dirty:
+        if w.rolling is not None or len(w.users.dirty) < settings.profile.flush_slice_min_dirty:
             return  # few changed users: the commit flushes them in a few ms, each encoded once
         try:
             w.flush_users(settings.profile.flush_slice_users, settings.profile.flush_slice_min_age_s)
@@ -107,6 +108,15 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
         finally:
             await writer.close()
 
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
+        """Before the partitions go to another worker, every state write of ours is on the broker:
+        one landing after the next owner's writes would roll a profile back."""
+        try:
+            await w.out.wait_delivered(w.out.last_seq)
+        except StreamError as exc:
+            die(f"outputs not delivered before a rebalance: {exc}")
+
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: set, **kwargs: object) -> None:
         w.assigned = {tp.partition for tp in assigned if tp.topic == source.name}
@@ -118,8 +128,21 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
 def _wire_native(w: Worker, source: Topic, process_raw: Callable[[RawMessage], None]) -> None:
     f = w.settings.faust
     reader = w.native = NativeSource(w.app, source.name, process_raw, w.settings.kafka.bootstrap_servers,
-                                     fetch_wait_ms=f.fetch_max_wait_ms, idle_s=f.native_idle_ms / 1000)
+                                     fetch_wait_ms=f.native_fetch_wait_ms, idle_s=f.native_idle_ms / 1000)
     reader.install()
+    p = w.settings.profile
+    if p.rolling_flush:
+        rolling = RollingFlush(w, reader, p.rolling_interval_s, p.rolling_spread_s)
+        rolling.install()
+
+        @w.app.task
+        async def rolling_flush() -> None:
+            try:
+                await rolling.run()
+            except StreamError as exc:
+                die(f"rolling flush failed: {exc}")
+            except Exception as exc:  # a bug here would otherwise only crash the app's task, quietly
+                die(f"unexpected {type(exc).__name__} in the rolling flush: {exc}")
 
     @w.app.task
     async def native_reader() -> None:

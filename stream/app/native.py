@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from time import perf_counter
 from typing import Any, Callable
 
@@ -110,6 +111,14 @@ class NativeSource:
         self.partitions: dict[int, Any] = {}  # partition -> Faust TP, while reading
         self.next_offset: dict[int, int] = {}  # partition -> next offset expected
         self.stale_dropped = 0
+        #: hold acknowledgements until :meth:`release` (stream.app.rolling): Faust then commits
+        #: only offsets whose state a rolling flush has written; False = ack each message at once
+        self.hold_acks = False
+        self._unreleased: deque = deque()  # acknowledgements held back, oldest first
+        self._handed = 0     # messages handed over (and held) since the reader started
+        self._released = 0   # of those, released to Faust or dropped by a rebalance
+        #: moves on every rebalance: a mark taken before one releases nothing after it
+        self.epoch = 0
 
     # -- wiring into Faust ------------------------------------------------------------------
     def install(self) -> None:
@@ -203,6 +212,29 @@ class NativeSource:
             event(log, "native_source_stopped", topic=self.topic, reason=reason, partitions=sorted(self.partitions))
         self.partitions, self.next_offset, self._held = {}, {}, []
         self._pending = None
+        self._unreleased.clear()  # not acknowledged: the next owner reads them again
+        self._released = self._handed
+        self.epoch += 1
+
+    # -- held acknowledgements (rolling flush) -------------------------------------------------
+    def mark(self) -> tuple[int, int]:
+        """A point in the stream: every message handed over so far (with the epoch it belongs to)."""
+        return self.epoch, self._handed
+
+    def release(self, mark: tuple[int, int]) -> int:
+        """Acknowledge to Faust the held messages up to ``mark``; nothing if a rebalance came since."""
+        epoch, upto = mark
+        if epoch != self.epoch:
+            return 0
+        ack, held, n = self._faust.ack, self._unreleased, 0
+        while self._released < upto:
+            ack(held.popleft())
+            self._released += 1
+            n += 1
+        return n
+
+    def release_all(self) -> int:
+        return self.release(self.mark())
 
     async def run(self) -> None:
         """Read until the app stops (an app task)."""
@@ -234,7 +266,8 @@ class NativeSource:
         faust_consumer = self._faust
         deadline = perf_counter() + self.turn_s
         left: list = []
-        ack = faust_consumer.ack
+        ack = self._unreleased.append if self.hold_acks else faust_consumer.ack
+        handed = 0
         handler, partitions, next_offset, topic = self.handler, self.partitions, self.next_offset, self.topic
         gaps = []
         for i, m in enumerate(msgs):
@@ -255,9 +288,14 @@ class NativeSource:
             handler(RawMessage(topic, p, offset, m.key(), m.value(), dict(headers) if headers else NO_HEADERS,
                                m.timestamp()[1]))
             ack(_Ack(tp, offset))
+            handed += 1
             if perf_counter() > deadline:
                 left = msgs[i + 1:]
                 break
+        if self.hold_acks:
+            self._handed += handed
+        else:
+            self._handed = self._released = self._handed + handed
         for tp, first, last in gaps:  # offsets the log does not have: the commit may pass them
             await faust_consumer._add_gap(tp, first, last)
         commit_every = faust_consumer._commit_every

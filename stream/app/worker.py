@@ -99,6 +99,7 @@ class Worker:
     table: faust.Table | None = None
     commit_pending: bool = False
     native: object | None = None  # stream.app.native.NativeSource, when clicks.v1 is read natively
+    rolling: object | None = None  # stream.app.rolling.RollingFlush, when state is flushed in rolling cuts
     gc_pauses: GcPauses = field(default_factory=lambda: GcPauses().install())  # a lag spike's usual suspect
 
     def flush_users(self, limit: int | None = None, older_than: float = 0.0) -> int:
@@ -113,9 +114,17 @@ class Worker:
         self.stage("profile").add_output("profiles_emitted", len(flushed))
         return len(flushed)
 
-    def commit_flush(self) -> None:
+    def commit_flush(self, stopping: bool = False) -> None:
         """At the start of a commit, right before Faust reads the acknowledged offsets: fix the
-        commit point. Cheap: the changed users are written by :meth:`before_offsets`."""
+        commit point. Cheap: the changed users are written by :meth:`before_offsets`.
+
+        With a rolling flush (:mod:`stream.app.rolling`) a periodic commit has nothing to do:
+        Faust commits what the last completed cut released. The worker's last commit, when it
+        stops, releases everything and writes everything, as without one."""
+        if self.rolling is not None:
+            if not stopping:
+                return
+            self.native.release_all()
         self.users.mark_commit()
         self.commit_pending = True
 
@@ -142,12 +151,17 @@ class Worker:
             self.emit_flushed(self.users.flush_pending(budget))
             stats.max_output("commit_flush_ms_max", (time.perf_counter() - t) * 1000)
             await asyncio.sleep(0)
+        await self.deliver_and_fence()
+        stats.max_output("commit_wait_ms_max", (time.perf_counter() - t0) * 1000)
+
+    async def deliver_and_fence(self) -> None:
+        """Wait until every output produced so far is acknowledged, then fence each owned
+        changelog partition (see :meth:`before_offsets`) and wait for the fences."""
         await self.out.wait_delivered(self.out.last_seq)
         changelog = self.users.table.changelog
         for partition in self.assigned:
             self.out.produce(changelog, b"", key=FENCE_KEY, partition=partition)
         await self.out.wait_delivered(self.out.last_seq)
-        stats.max_output("commit_wait_ms_max", (time.perf_counter() - t0) * 1000)
 
     def stage(self, name: str) -> StageStats:
         return next(s for s in self.stats if s.stage == name)

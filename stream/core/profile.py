@@ -97,17 +97,24 @@ def fold(profile: dict | None, ev: dict, pos: Position, cfg: ProfileConfig) -> d
 
 
 def _add_affinity(p: dict, category: str, weight: float, ts: int, cfg: ProfileConfig) -> None:
-    """Exponentially decayed affinity: values are as of ``affinity_at``; older events count less."""
+    """Exponentially decayed affinity, stored as of ``affinity_at``: the affinity at time t is the
+    stored value times 0.5 ** ((t - affinity_at) / half-life).
+
+    An event adds its weight scaled to ``affinity_at`` (grown for a later event, shrunk for a
+    late one), so an event costs one power, not a decay of every category (that loop was a
+    quarter of the fold). Once an event is more than a half-life past ``affinity_at`` the values
+    are decayed to it and ``affinity_at`` moves there, which keeps the stored values within a
+    factor 2 of the affinities they stand for. Every reader compares categories (shares,
+    rankings), which the common scale does not change."""
     half_life_ms = cfg.affinity_half_life_s * 1000
     aff = p["affinity"]
-    if ts > p["affinity_at"]:
-        decay = 0.5 ** ((ts - p["affinity_at"]) / half_life_ms)
+    at = p["affinity_at"]
+    if ts - at > half_life_ms:
+        decay = 0.5 ** ((ts - at) / half_life_ms)
         for k in aff:
             aff[k] *= decay
-        p["affinity_at"] = ts
-    else:  # a late event: decay its own weight back to affinity_at
-        weight *= 0.5 ** ((p["affinity_at"] - ts) / half_life_ms)
-    aff[category] = aff.get(category, 0.0) + weight
+        p["affinity_at"] = at = ts
+    aff[category] = aff.get(category, 0.0) + weight * 2.0 ** ((ts - at) / half_life_ms)
     if len(aff) > cfg.max_categories:
         del aff[min(aff, key=aff.__getitem__)]
 

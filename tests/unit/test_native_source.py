@@ -171,6 +171,33 @@ def test_a_batch_is_handed_over_and_acknowledged_in_order():
     assert src.next_offset == {0: 7, 1: 1}
 
 
+def test_held_acknowledgements_reach_faust_only_up_to_a_released_mark():
+    src, fc, handled = source()
+    src.hold_acks = True
+    reading(src, {0: 0, 1: 0})
+    asyncio.run(src._deliver([Msg(0, 0), Msg(1, 0)]))
+    mark = src.mark()
+    asyncio.run(src._deliver([Msg(0, 1)]))
+    assert len(handled) == 3 and fc.acked == []  # handed over, not acknowledged: Faust cannot commit them
+    assert src.release(mark) == 2
+    assert fc.acked == [(TP(CLICKS, 0), 0), (TP(CLICKS, 1), 0)]
+    assert src.release(mark) == 0  # released once
+    assert src.release_all() == 1 and fc.acked[-1] == (TP(CLICKS, 0), 1)
+
+
+def test_a_rebalance_drops_held_acknowledgements_and_voids_older_marks():
+    src, fc, _ = source()
+    src.hold_acks = True
+    reading(src, {0: 0})
+    asyncio.run(src._deliver([Msg(0, 0), Msg(0, 1)]))
+    mark = src.mark()
+    asyncio.run(src._on_revoked(src.app, {TP(CLICKS, 0)}))
+    reading(src, {0: 0})  # the same partition again, from the committed offset
+    asyncio.run(src._deliver([Msg(0, 0)]))
+    assert src.release(mark) == 0 and fc.acked == []  # the next owner (maybe us) reads them again
+    assert src.release_all() == 1 and fc.acked == [(TP(CLICKS, 0), 0)]
+
+
 def test_stale_messages_are_dropped_and_a_hole_becomes_a_gap():
     src, fc, handled = source()
     reading(src, {0: 5, 1: 3})

@@ -36,14 +36,29 @@ def test_sessions_split_on_the_inactivity_gap():
 
 def test_affinity_decays_with_half_life():
     p = run([e(0, cat="a"), e(100, cat="b")])
-    assert p["affinity"]["a"] == pytest.approx(0.5)  # one half-life later
-    assert p["affinity"]["b"] == pytest.approx(1.0)
+    now = affinity_now(p, T0 + 100_000, CFG)
+    assert now["a"] == pytest.approx(0.5)  # one half-life later
+    assert now["b"] == pytest.approx(1.0)
     assert affinity_now(p, T0 + 200_000, CFG)["b"] == pytest.approx(0.5)
+
+
+def test_affinity_is_rebased_after_a_half_life_and_stays_bounded():
+    p = run([e(0, cat="a"), e(50, cat="b")])
+    assert p["affinity_at"] == T0  # within a half-life: stored as of the first event
+    assert p["affinity"]["b"] == pytest.approx(2 ** 0.5)
+    p = run([e(0, cat="a"), e(50, cat="b"), e(1_000, cat="a")])
+    assert p["affinity_at"] == T0 + 1_000_000  # ten half-lives on: decayed to the new event
+    assert p["affinity"]["a"] == pytest.approx(1.0 + 2 ** -10)
+    assert p["affinity"]["b"] == pytest.approx(2 ** -9.5)
+    long_run = run([e(t, cat="a") for t in range(0, 100_000, 90)])  # 1,000 half-lives
+    now = affinity_now(long_run, long_run["last_seen"], CFG)["a"]
+    assert now == pytest.approx(1.0 / (1 - 0.5 ** 0.9))  # the geometric series of the decayed weights
+    assert 1.0 <= long_run["affinity"]["a"] / now <= 2.0  # stored within a factor 2 of it: no overflow
 
 
 def test_late_event_weight_is_decayed_back():
     p = run([e(100, cat="a"), e(0, cat="b")])  # the second event is 100 s older
-    assert p["affinity"]["b"] == pytest.approx(0.5)
+    assert affinity_now(p, T0 + 100_000, CFG)["b"] == pytest.approx(0.5)
     assert p["last_seen"] == T0 + 100_000 and p["first_seen"] == T0
 
 
