@@ -10,7 +10,7 @@ worker's event-time lag on the same broker and load: producer lingers, the broke
 fetch latency, one fetch round trip. Prints one ``RESULT {json}`` line (lags in ms: all
 steady windows, and each 1 s window of consume time).
 
-    python -m load.lag_floor --bootstrap 127.0.0.1:9092 --events 80000 --timeout 60 [--fetch-wait-ms 5] \
+    python -m load.lag_floor --bootstrap 127.0.0.1:9092 --events 80000 --timeout 60 [--fetch-wait-ms 20] \
         [--client librdkafka|aiokafka]
 """
 
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--topic", default="clicks.v1")
     p.add_argument("--events", type=int, required=True)
     p.add_argument("--timeout", type=float, default=120)
-    p.add_argument("--fetch-wait-ms", type=int, default=5,
+    p.add_argument("--fetch-wait-ms", type=int, default=20,
                    help="the fetch wait of the worker it stands for (faust.native_fetch_wait_ms with "
                         "librdkafka, faust.fetch_max_wait_ms with aiokafka)")
     p.add_argument("--client", choices=("librdkafka", "aiokafka"), default="librdkafka",

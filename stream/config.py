@@ -77,8 +77,13 @@ class FaustSettings:
     broker_heartbeat_interval_s: float = 1.0
     processing_guarantee: str = "at_least_once"
     producer_linger_ms: float = 5.0
-    #: how long the broker may hold a fetch for more data (Faust's own value is 1500 ms)
+    #: how long the broker may hold a fetch of Faust's consumer for more data (Faust's own
+    #: value is 1500 ms) when Faust reads clicks.v1 (native_clicks false) or in a learn/drift worker
     fetch_max_wait_ms: int = 20
+    #: the same when clicks.v1 is read natively, so Faust fetches only the side topics (model
+    #: control, feedback, changelogs when recovering): at 20 ms its polling doubled the clicks
+    #: p99 lag at 20k events/s (broker and aiokafka CPU); the side topics can wait 200 ms
+    side_fetch_wait_ms: int = 200
     #: clicks.v1 is read by librdkafka inside Faust's group (stream.app.native): under a live
     #: load Faust's own consumer costs ~5x the CPU per message; false = Faust reads it
     native_clicks: bool = True
@@ -86,8 +91,10 @@ class FaustSettings:
     native_idle_ms: float = 2.0
     #: the native reader's fetch wait: Tansu holds a fetch for the whole wait even when data
     #: arrives meanwhile, so this is most of the broker's share of the lag (bare consumer at
-    #: 14k events/s: 20 ms -> p50 17 / p99 34 ms, 5 ms -> 11 / 23 ms, 1 ms overloads Tansu)
-    native_fetch_wait_ms: int = 5
+    #: 14k events/s: 20 ms -> p50 17 / p99 34 ms, 5 ms -> 11 / 23 ms, 1 ms overloads Tansu).
+    #: But each idle worker at 5 ms cost Tansu ~12% of a core, which slowed the multi-worker
+    #: rollout tests past their timeouts: 20 ms
+    native_fetch_wait_ms: int = 20
     broker_commit_every: int = 10_000
     #: commits are where state and outputs are flushed: longer = fewer re-encodes of hot users (2.5 s: 27.6k events/s, 1 s: 22-24k)
     broker_commit_interval_s: float = 2.5

@@ -12,8 +12,10 @@ So Faust keeps what it is for and librdkafka does the reading:
 * **Faust** stays subscribed to the topic. Its group decides which worker owns which
   partition, so the table's active partitions follow the topic's as before; it recovers
   the table, seeks, and commits the offsets this source acknowledges through its
-  consumer (``Consumer.ack``), so the commit hooks, the commit-time flushes and the
-  effectively-once state work unchanged.
+  consumer (``Consumer.ack``), so the commit hooks and the effectively-once state work
+  unchanged. With a rolling flush (:mod:`stream.app.rolling`) it holds the acknowledgements
+  back until a cut's state is written (:meth:`NativeSource.mark` / :meth:`release`); a
+  rebalance drops the held ones (the next owner reads those messages again).
 * Faust never fetches the topic: its partitions are kept out of Faust's set of active
   partitions (and paused in aiokafka), and its livelock check skips them.
 * **This source** reads the partitions Faust assigned, with ``assign()`` (no group of its

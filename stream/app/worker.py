@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stream.adapters.dlq import KafkaDeadLetters
 from stream.adapters.output import Output
 from stream.adapters.registry import ModelRegistry
+from stream.app.native import supported as native_supported
 from stream.config import Settings, core_config
 from stream.core.catalog import Catalog
 from stream.core.feedback import FeedbackJoin
@@ -224,7 +225,11 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     worker_id = worker_id or settings.monitor.worker_id or f"{os.uname().nodename}-{os.getpid()}"
     datadir = f.data_dir or os.path.join(settings.stack.state_dir, "faust", worker_id)
     os.makedirs(datadir, exist_ok=True)
-    tune_fetch_wait(f.fetch_max_wait_ms)
+    # with clicks.v1 read natively Faust's consumer fetches only the side topics (model control,
+    # feedback, changelogs when recovering): each of its fetches costs the broker and aiokafka's
+    # thread CPU that the clicks path needs (20 ms doubled the p99 lag at 20k events/s)
+    native = not side_only and f.native_clicks and native_supported() is None
+    tune_fetch_wait(f.side_fetch_wait_ms if native else f.fetch_max_wait_ms)
     app = faust.App(
         f.app_id + ("-" + "-".join(sorted(stages)) if side_only else ""), broker=f"kafka://{settings.kafka.bootstrap_servers}", store="memory://",
         processing_guarantee=f.processing_guarantee, broker_session_timeout=f.broker_session_timeout_s,
