@@ -117,7 +117,7 @@ class NativeSource:
         #: only offsets whose state a rolling flush has written; False = ack each message at once
         self.hold_acks = False
         self._unreleased: deque = deque()  # acknowledgements held back, oldest first
-        self._handed = 0     # messages handed over (and held) since the reader started
+        self._handed = 0     # messages handed over and held since the reader started
         self._released = 0   # of those, released to Faust or dropped by a rebalance
         #: moves on every rebalance: a mark taken before one releases nothing after it
         self.epoch = 0
@@ -296,8 +296,6 @@ class NativeSource:
                 break
         if self.hold_acks:
             self._handed += handed
-        else:
-            self._handed = self._released = self._handed + handed
         for tp, first, last in gaps:  # offsets the log does not have: the commit may pass them
             await faust_consumer._add_gap(tp, first, last)
         commit_every = faust_consumer._commit_every
