@@ -13,7 +13,7 @@ from faust.types import Message
 
 from stream.adapters.redis_store import ProfileWriter
 from stream.app.direct import DirectTopic, install_direct_drain
-from stream.app.native import NativeSource, NativeSourceError, supported
+from stream.app.native import NativeSource, NativeSourceError
 from stream.app.rolling import RollingFlush
 from stream.app.worker import FENCE_KEY, Worker, die
 from stream.errors import StoreError, StreamError
@@ -34,8 +34,9 @@ class CommitFlush(faust.Sensor):
         self.worker.commit_flush(stopping=bool(getattr(consumer, "should_stop", False) or self.worker.app.should_stop))
 
 
-def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
-    """The fused clicks stages, their state flushes and the Redis writer."""
+def wire_clicks(w: Worker, source: Topic, table: faust.Table, native: bool) -> None:
+    """The fused clicks stages, their state flushes and the Redis writer; ``native``: clicks.v1
+    is read by :mod:`stream.app.native` (decided once, by :func:`stream.app.worker.build`)."""
     app, settings = w.app, w.settings
     app.sensors.add(CommitFlush(w))
     w.table = table
@@ -70,24 +71,12 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
 
     # Faust stays subscribed either way: its group assigns the partitions (and the table's with them)
     DirectTopic(app, source.name, source.partitions, deliver)
-    use_native = settings.faust.native_clicks
-    if use_native and (unsupported := supported()):
-        event(log, "native_clicks_unavailable", logging.WARNING, reason=unsupported)
-        use_native = False
-    if use_native:
+    if native:
         _wire_native(w, source, process_raw)
     elif not install_direct_drain():
         event(log, "direct_drain_unavailable", logging.WARNING, reason="not the Faust 0.15 drain loop")
-
-    @app.timer(settings.profile.flush_slice_interval_s)
-    async def flush_slice() -> None:
-        """Flush changed users in small slices between commits, so a commit never stalls for long."""
-        if w.rolling is not None or len(w.users.dirty) < settings.profile.flush_slice_min_dirty:
-            return  # few changed users: the commit flushes them in a few ms, each encoded once
-        try:
-            w.flush_users(settings.profile.flush_slice_users, settings.profile.flush_slice_min_age_s)
-        except StreamError as exc:
-            die(f"flushing user state failed: {exc}")
+    if w.rolling is None:  # the commits write the state: slices between them keep each commit short
+        _wire_flush_slices(w)
 
     @app.task
     async def redis_writer() -> None:
@@ -123,6 +112,20 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
         w.users.forget_partitions(lambda p: p in w.assigned)
         w.resync = True  # after recovery, make Redis current for every user we now own
         event(log, "partitions_assigned", worker=w.worker_id, partitions=sorted(w.assigned))
+
+
+def _wire_flush_slices(w: Worker) -> None:
+    p = w.settings.profile
+
+    @w.app.timer(p.flush_slice_interval_s)
+    async def flush_slice() -> None:
+        """Flush changed users in small slices between commits, so a commit never stalls for long."""
+        if len(w.users.dirty) < p.flush_slice_min_dirty:
+            return  # few changed users: the commit flushes them in a few ms, each encoded once
+        try:
+            w.flush_users(p.flush_slice_users, p.flush_slice_min_age_s)
+        except StreamError as exc:
+            die(f"flushing user state failed: {exc}")
 
 
 def _wire_native(w: Worker, source: Topic, process_raw: Callable[[RawMessage], None]) -> None:
