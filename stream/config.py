@@ -143,8 +143,22 @@ class ModelSettings:
     request_types: tuple[str, ...] = ("recommend_request",)
     k: int = 10
     candidates: int = 200
-    #: model | popularity | random (the last two are baselines)
+    #: model | retrieval | popularity | random (the last three are baselines)
     policy: str = "model"
+    #: never | always | auto: leave items the user consumed out of the lists (auto: unless the
+    #: stream shows users coming back to items; see core.recommend.Reconsumption)
+    reconsume: str = "auto"
+    #: labelled examples from organic positives: negatives sampled per positive, share of positives used
+    organic_negatives: int = 4
+    organic_share: float = 1.0
+    #: weight of served-list feedback against organic clicks (0: learn from organic clicks only)
+    served_weight: float = 1.0
+    #: releases serve the weights averaged over about this many examples (0: the latest weights)
+    average_over: int = 5000
+    #: item relations (core.relations): neighbours kept per item, recent items paired, half-life
+    relations_width: int = 80
+    relations_window: int = 20
+    relations_half_life_s: float = 30 * 86400.0
     attribution_window_s: float = 30.0
     learning_rate: float = 0.02
     #: share of recommended slots explored at random (see core.recommend)

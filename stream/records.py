@@ -72,6 +72,7 @@ class UserProfile:
     source_partition: int
     source_offset: int
     source_index: int
+    consumed: bytes = b""
 
 
 @dataclass(slots=True)

@@ -29,9 +29,11 @@ from stream.app.native import supported as native_supported
 from stream.config import Settings, core_config
 from stream.core.catalog import Catalog
 from stream.core.feedback import FeedbackJoin
+from stream.core.learn import variant_weights
 from stream.core.model import export, new_model
 from stream.core.profile import ProfileConfig
 from stream.core.recommend import RecommendConfig
+from stream.core.relations import ItemRelations
 from stream.errors import SerdeError, StreamError
 from stream.log import event, logging_config
 from stream.monitor import GcPauses, StageStats, registry_for
@@ -40,7 +42,7 @@ from stream.serde import SchemaRegistry
 from stream.stages.ingest import IngestStage
 from stream.stages.learn import LearnLoop
 from stream.stages.profile import ProfileStage
-from stream.stages.score import FeedbackStage, ModelSlot, ScoreStage
+from stream.stages.score import FeedbackStage, ModelSlot, Retrieval, RetrieveStage, ScoreStage
 from stream.topology import Topology
 from stream.users import Flushed, UserStates
 
@@ -256,14 +258,18 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
         join = FeedbackJoin(window_ms=int(m.attribution_window_s * 1000))
         slot = ModelSlot(m.name, export(new_model(m.learning_rate), version=0))
         feedback = FeedbackStage(join, out, registry)
-        score = ScoreStage(RecommendConfig(m.k, m.candidates, policy=m.policy, explore=m.explore), m.request_types, users,
-                           Catalog(m.catalog_half_life_s), slot, join, feedback, out, registry)
-        handlers += [feedback, score]
-    stats = [h.stats for h in handlers]
+        cfg = recommend_config(m)
+        retrieval = Retrieval(Catalog(m.catalog_half_life_s), relations_for(m))
+        score = ScoreStage(cfg, m.request_types, users, retrieval, slot, join, feedback, out, registry)
+        retrieve = RetrieveStage(cfg, users, retrieval, slot, score.stats, out, registry,
+                                 negatives=m.organic_negatives, organic_share=m.organic_share)
+        handlers = handlers[:1] + [retrieve] + handlers[1:] + [feedback, score]
+    stats = [h.stats for h in handlers if h.stats.stage != "retrieve"]
     models = ModelRegistry(settings.redis.url, m.hmac_key, registry, settings.redis.key_prefix)
     if "learn" in stages:
         learn = LearnLoop(models, registry, out, m.name, m.learning_rate, m.k, m.release_every_examples,
-                          m.release_every_s, rollout=settings.rollout)
+                          m.release_every_s, rollout=settings.rollout, weights=variant_weights(m),
+                          average_over=m.average_over)
         stats += [learn.stats, learn.rollout.stats]
     drift = None
     if "drift" in stages:
@@ -299,6 +305,14 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
         topics = {name: app.topic(name, partitions=topology.topic(name).partitions, **raw) for name in SOURCES}
         wire_drift(w, drift, topics, app.topic("control.v1", partitions=topology.topic("control.v1").partitions, **raw))
     return w
+
+
+def recommend_config(m) -> RecommendConfig:  # noqa: ANN001 - stream.config.ModelSettings
+    return RecommendConfig(m.k, m.candidates, policy=m.policy, explore=m.explore, reconsume=m.reconsume)
+
+
+def relations_for(m) -> ItemRelations:  # noqa: ANN001 - stream.config.ModelSettings
+    return ItemRelations(width=m.relations_width, window=m.relations_window, half_life_s=m.relations_half_life_s)
 
 
 def _wire_common(w: Worker) -> None:

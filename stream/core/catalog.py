@@ -6,7 +6,7 @@ half-life in event time, so yesterday's hits fade.
 
 >>> c = Catalog(half_life_s=3600)
 >>> for i, item in enumerate(["a", "b", "a", "b", "c", "a"]):
-...     c.update(item, "x" if item != "c" else "y", "click", 1_000 + i)
+...     _ = c.update(item, "x" if item != "c" else "y", "click", 1_000 + i)
 >>> c.popular(2)
 ['a', 'b']
 >>> c.top_in("y", 5), c.category_of("a")
@@ -16,6 +16,7 @@ half-life in event time, so yesterday's hits fade.
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 
@@ -24,7 +25,7 @@ POP_WEIGHT = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 5.0}
 
 
 class Catalog:
-    def __init__(self, half_life_s: float = 6 * 3600.0, max_items: int = 100_000, refresh_every: int = 2000) -> None:
+    def __init__(self, half_life_s: float = 6 * 3600.0, max_items: int = 2_000_000, refresh_every: int = 2000) -> None:
         self.half_life_ms = half_life_s * 1000
         self.max_items = max_items
         self.refresh_every = refresh_every
@@ -34,28 +35,33 @@ class Catalog:
         self.cat_of: list[str] = []
         self.pop = np.zeros(1024)
         self.cat_idx = np.full(1024, -1, dtype=np.int64)  # category index per item (-1: none)
+        self.hashes = np.zeros(1024, dtype=np.uint32)       # item_hash() per item (consumption masks)
         self.categories: dict[str, int] = {}
         self.category_names: list[str] = []
         self._since_refresh = refresh_every
         self._popular: list[str] = []
-        self._by_cat: dict[str, list[str]] = {}
+        self._popular_idx = np.zeros(0, dtype=np.int64)
+        self._by_cat: dict[int, np.ndarray] = {}
 
-    def update(self, item: str | None, category: str | None, event_type: str, ts: int) -> None:
+    def update(self, item: str | None, category: str | None, event_type: str, ts: int) -> int:
+        """Count one event on ``item``; returns its index (-1: no item, not counted, or catalog full)."""
         w = POP_WEIGHT.get(event_type)
         if not item or not w:
-            return
+            return -1
         if self.t_ref == 0:
             self.t_ref = ts
         i = self.index.get(item)
         if i is None:
             if len(self.items) >= self.max_items:
-                return  # full: new items wait for the next compaction
+                return -1  # full: new items are not learned
             i = self.index[item] = len(self.items)
             self.items.append(item)
             self.cat_of.append(category or "")
             if i >= len(self.pop):
                 self.pop = np.concatenate([self.pop, np.zeros(len(self.pop))])
                 self.cat_idx = np.concatenate([self.cat_idx, np.full(len(self.cat_idx), -1, dtype=np.int64)])
+                self.hashes = np.concatenate([self.hashes, np.zeros(len(self.hashes), dtype=np.uint32)])
+            self.hashes[i] = item_hash(item)
             if category:
                 if category not in self.categories:
                     self.categories[category] = len(self.category_names)
@@ -67,6 +73,7 @@ class Catalog:
             self.t_ref, scale = ts, 0.0
         self.pop[i] += w * 2.0 ** scale
         self._since_refresh += 1
+        return i
 
     def _refresh(self) -> None:
         if self._since_refresh < self.refresh_every:
@@ -74,21 +81,31 @@ class Catalog:
         self._since_refresh = 0
         n = len(self.items)
         order = np.argsort(-self.pop[:n], kind="stable")
+        self._popular_idx = order[:1000]
         self._popular = [self.items[i] for i in order[:1000]]
-        by_cat: dict[str, list[str]] = {}
-        for i in order:
-            lst = by_cat.setdefault(self.cat_of[i], [])
+        by_cat: dict[int, list[int]] = {}
+        cats = self.cat_idx[order]
+        for i, c in zip(order[cats >= 0].tolist(), cats[cats >= 0].tolist()):
+            lst = by_cat.setdefault(c, [])
             if len(lst) < 200:
-                lst.append(self.items[i])
-        self._by_cat = by_cat
+                lst.append(i)
+        self._by_cat = {c: np.array(v, dtype=np.int64) for c, v in by_cat.items()}
 
     def popular(self, n: int) -> list[str]:
         self._refresh()
         return self._popular[:n]
 
-    def top_in(self, category: str, n: int) -> list[str]:
+    def popular_idx(self, n: int) -> np.ndarray:
         self._refresh()
-        return self._by_cat.get(category, [])[:n]
+        return self._popular_idx[:n]
+
+    def top_in(self, category: str, n: int) -> list[str]:
+        return [self.items[i] for i in self.top_in_idx(category, n)]
+
+    def top_in_idx(self, category: str, n: int) -> np.ndarray:
+        self._refresh()
+        c = self.categories.get(category)
+        return self._by_cat[c][:n] if c is not None and c in self._by_cat else np.zeros(0, dtype=np.int64)
 
     def category_of(self, item: str) -> str | None:
         i = self.index.get(item)
@@ -106,6 +123,11 @@ class Catalog:
         top = float(self.pop[:n].max()) if n else 1.0
         vals = np.where(idx >= 0, self.pop[np.maximum(idx, 0)], 0.0)
         return np.log1p(vals) / math.log1p(top) if top > 0 else vals
+
+
+def item_hash(item: str) -> int:
+    """A 32-bit hash of an item id (CRC-32): what a profile stores of the items a user consumed."""
+    return zlib.crc32(item.encode())
 
 
 def merge_unique(*lists: list[str], limit: int) -> list[tuple[str, int]]:

@@ -18,6 +18,11 @@ from collections import OrderedDict, deque
 from river import metrics as rmetrics
 
 
+def variant_weights(m) -> dict[str, float]:  # noqa: ANN001 - stream.config.ModelSettings
+    """Sample weights of the served variants' feedback (organic clicks weigh 1)."""
+    return {v: m.served_weight for v in ("champion", "challenger", "shadow", "blue")}
+
+
 class VariantMetrics:
     """Rolling log loss, ROC AUC and CTR over the last ``window`` examples; hit-rate over recs."""
 
@@ -56,8 +61,15 @@ class VariantMetrics:
 class Learner:
     """One online model: predict-then-learn on each labelled example; metrics per variant."""
 
-    def __init__(self, model, model_name: str, version: int, window: int = 5000) -> None:
+    def __init__(self, model, model_name: str, version: int, window: int = 5000,
+                 weights: dict[str, float] | None = None, average_over: int = 5000) -> None:
         self.model, self.model_name, self.version = model, model_name, version
+        #: sample weight per variant (default 1; 0: scored for the metrics, not learned from)
+        self.weights = weights or {}
+        #: releases serve the average of the weights over about this many examples (0: the latest)
+        self.average_over = average_over
+        self.avg: dict[str, float] = {}
+        self.avg_bias: float | None = None
         self.window = window
         self.examples = 0
         self.frozen = False
@@ -66,10 +78,35 @@ class Learner:
     def learn(self, x: dict[str, float], y: int, rec_id: str, variant: str, k: int) -> float:
         p = self.model.predict_proba_one(x)[True]
         self.variants.setdefault(variant, VariantMetrics(self.window)).update(p, y, rec_id, k)
-        if not self.frozen:
-            self.model.learn_one(x, bool(y))
+        w = self.weights.get(variant, 1.0)
+        if not self.frozen and w > 0:
+            self.model.learn_one(x, bool(y), w=w) if w != 1.0 else self.model.learn_one(x, bool(y))
             self.examples += 1
+            if self.average_over:
+                self._average()
         return p
+
+    def _average(self) -> None:
+        """Exponential average of the weights: SGD's iterates swing from example to example, and
+        a release snapshots one of them (measured on ML-100k: HR@10 0.138 for the latest weights
+        released every 2,000 examples, 0.200 for their average over 5,000)."""
+        a = max(1.0 / self.average_over, 1.0 / self.examples)
+        avg = self.avg
+        for k, v in self.model._weights.items():
+            old = avg.get(k)
+            avg[k] = v if old is None else old + a * (v - old)
+        b = self.model.intercept
+        self.avg_bias = b if self.avg_bias is None else self.avg_bias + a * (b - self.avg_bias)
+
+    def serving_model(self):  # noqa: ANN201 - a river model
+        """The model a release serves: a copy holding the averaged weights (the model itself without)."""
+        if not self.average_over or self.avg_bias is None:
+            return self.model
+        m = self.model.clone(include_attributes=True)
+        for k, v in self.avg.items():
+            m._weights[k] = v
+        m.intercept = self.avg_bias
+        return m
 
     def metrics(self, variant: str) -> dict[str, float]:
         vm = self.variants.get(variant)

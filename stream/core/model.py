@@ -5,23 +5,22 @@ dense vector once per model release and scores a whole candidate set with one ma
 product, giving the same probabilities as river's ``predict_proba_one`` (a unit test
 checks this) at a fraction of the cost.
 
-Features of a (user, item) pair, all computed from the profile and the catalog:
+Features of a (user, item) pair: the candidate's dense features (co-visitation, popularity,
+trend, ...; see :mod:`stream.core.recommend`) and, where events carry categories:
 
 ==============  ============================================================
 aff_share       the user's decayed affinity for the item's category / total
 aff_top         1 if the item's category is the user's strongest
-pop             the item's decayed popularity, log-scaled to 0..1
-seen            1 if the item is among the user's last items
 activity        log1p(events the user made) / 10
 cat=<c>         1 for the item's category (a learned base rate per category)
 ==============  ============================================================
 
 >>> from river import linear_model
 >>> m = linear_model.LogisticRegression()
->>> m.learn_one({"aff_share": 1.0, "cat=c1": 1.0}, True)
+>>> m.learn_one({"aff_share": 1.0, "cat=c1": 1.0, "cov_norm": 0.5}, True)
 >>> s = export(m, version=1)
->>> X = s.matrix([{"aff_share": 1.0, "cat=c1": 1.0}])
->>> abs(float(s.scores(X)[0]) - m.predict_proba_one({"aff_share": 1.0, "cat=c1": 1.0})[True]) < 1e-12
+>>> X = s.matrix([{"aff_share": 1.0, "cat=c1": 1.0, "cov_norm": 0.5}])
+>>> abs(float(s.scores(X)[0]) - m.predict_proba_one({"aff_share": 1.0, "cat=c1": 1.0, "cov_norm": 0.5})[True]) < 1e-12
 True
 """
 
@@ -32,7 +31,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-BASE_FEATURES = ("aff_share", "aff_top", "pop", "seen", "activity")
+#: the dense, item-specific features (recommend.candidates computes them for every candidate)
+DENSE_FEATURES = ("cov", "cov_norm", "links", "has_cov", "pop", "trend", "seen")
+BASE_FEATURES = ("aff_share", "aff_top", "activity") + DENSE_FEATURES
+#: the starting point of a new model: the retrieval order (co-visitation, then popularity), so a
+#: fresh model serves sensible lists before it has seen a click
+PRIOR = {"cov_norm": 1.0, "has_cov": 1.0, "pop": 0.05}
+PRIOR_BIAS = -3.0
 
 
 def user_features(profile: dict) -> dict[str, float]:
@@ -47,9 +52,9 @@ def user_features(profile: dict) -> dict[str, float]:
     return feats
 
 
-def pair_features(user: dict[str, float], category: str | None, pop: float, seen: bool) -> dict[str, float]:
+def pair_features(user: dict[str, float], category: str | None, dense: dict[str, float]) -> dict[str, float]:
     """The model's input for one (user, item) pair (the slow path, also used for learning)."""
-    x = {"activity": user.get("activity", 0.0), "pop": pop, "seen": 1.0 if seen else 0.0}
+    x = {"activity": user.get("activity", 0.0), **dense}
     if category:
         x["aff_share"] = user.get("aff:" + category, 0.0)
         x["aff_top"] = user.get("top:" + category, 0.0)
@@ -82,7 +87,7 @@ class Scorer:
         return X
 
     def score_items(self, user: dict[str, float], cat_idx: np.ndarray, category_names: list[str],
-                    pop: np.ndarray, seen: np.ndarray) -> np.ndarray:
+                    dense: dict[str, np.ndarray]) -> np.ndarray:
         """Scores of many items of one user without building X (the serving path).
 
         For a linear model ``z = b + w.x``: the per-category terms (affinity share, top
@@ -98,8 +103,11 @@ class Scorer:
             j = idx.get("cat=" + name)
             per_cat[c] = (w_aff * user.get("aff:" + name, 0.0) + w_top * user.get("top:" + name, 0.0)
                           + (w[j] if j is not None else 0.0))
-        z = (self.bias + w[idx["activity"]] * user.get("activity", 0.0)) + w[idx["pop"]] * pop \
-            + w[idx["seen"]] * seen + per_cat[cat_idx]  # cat_idx -1 -> the zero slot
+        z = (self.bias + w[idx["activity"]] * user.get("activity", 0.0)) + per_cat[cat_idx]  # -1: the zero slot
+        for name, col in dense.items():
+            j = idx.get(name)
+            if j is not None and w[j]:
+                z = z + w[j] * col
         return self._sigmoid(z)
 
     def scores(self, X: np.ndarray) -> np.ndarray:
@@ -119,6 +127,12 @@ def export(model, version: int) -> Scorer:
                   float(model.intercept))
 
 
-def new_model(lr: float = 0.05, l2: float = 0.0):
+def new_model(lr: float = 0.05, l2: float = 0.0, prior: bool = True):
+    """A river logistic regression, starting from :data:`PRIOR` (the retrieval order) unless told not to."""
     from river import linear_model, optim
-    return linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2)
+    m = linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2)
+    if prior:
+        for name, w in PRIOR.items():
+            m._weights[name] = w
+        m.intercept = PRIOR_BIAS
+    return m

@@ -18,6 +18,7 @@ True
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -29,8 +30,10 @@ TYPE_WEIGHT = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 5.0}
 class ProfileConfig:
     affinity_half_life_s: float = 7 * 24 * 3600.0
     session_gap_s: float = 30 * 60.0
-    last_items: int = 10
+    last_items: int = 20
     max_categories: int = 32
+    #: items remembered as consumed (4 bytes each; the oldest are forgotten first)
+    consumed_max: int = 500
 
 
 class Position(NamedTuple):
@@ -50,7 +53,8 @@ def is_replay(profile: dict | None, pos: Position) -> bool:
 def new_profile(user_id: str, ts: int) -> dict:
     return {"user_id": user_id, "version": 0, "first_seen": ts, "last_seen": ts, "counts": {}, "affinity": {},
             "affinity_at": ts, "sessions": 0, "session_start": ts, "session_events": 0, "session_total_ms": 0,
-            "last_items": [], "spend": 0.0, "source_partition": -1, "source_offset": -1, "source_index": -1}
+            "last_items": [], "spend": 0.0, "source_partition": -1, "source_offset": -1, "source_index": -1,
+            "consumed": b""}
 
 
 def fold(profile: dict | None, ev: dict, pos: Position, cfg: ProfileConfig) -> dict:
@@ -88,12 +92,40 @@ def fold(profile: dict | None, ev: dict, pos: Position, cfg: ProfileConfig) -> d
             items.remove(item)
         items.insert(0, item)
         del items[cfg.last_items:]
+        _consume(p, item, cfg.consumed_max)
     if etype == "purchase" and ev.get("price"):
         p["spend"] += ev["price"]
 
     p["version"] += 1
     p["source_partition"], p["source_offset"], p["source_index"] = pos
     return p
+
+
+def _consume(p: dict, item: str, limit: int) -> None:
+    """Remember ``item`` among the user's consumed items (a 4-byte hash; the oldest go first)."""
+    h = zlib.crc32(item.encode()).to_bytes(4, "little")
+    raw = p.get("consumed", b"")
+    if has_consumed(raw, h):
+        return
+    raw += h
+    if len(raw) > 4 * limit:
+        raw = raw[len(raw) - 4 * limit:]
+    p["consumed"] = raw
+
+
+def has_consumed(raw: bytes, h: bytes) -> bool:
+    """Is the 4-byte hash ``h`` one of the packed hashes in ``raw`` (aligned matches only)?"""
+    k = raw.find(h)
+    while k >= 0:
+        if k % 4 == 0:
+            return True
+        k = raw.find(h, k + 1)
+    return False
+
+
+def consumed(profile: dict, item: str) -> bool:
+    """Has the user interacted with ``item`` (within the last ``consumed_max`` distinct items)?"""
+    return has_consumed(profile.get("consumed", b""), zlib.crc32(item.encode()).to_bytes(4, "little"))
 
 
 def _add_affinity(p: dict, category: str, weight: float, ts: int, cfg: ProfileConfig) -> None:

@@ -27,8 +27,10 @@ FAMILY = "logreg"
 
 class LearnLoop:
     def __init__(self, registry: ModelRegistry, serde: SchemaRegistry, out: Output, name: str, lr: float,
-                 k: int, release_every: int, release_every_s: float, rollout: RolloutSettings | None = None) -> None:
+                 k: int, release_every: int, release_every_s: float, rollout: RolloutSettings | None = None,
+                 weights: dict[str, float] | None = None, average_over: int = 0) -> None:
         self.registry, self.serde, self.out, self.name, self.lr, self.k = registry, serde, out, name, lr, k
+        self.weights, self.average_over = weights or {}, average_over
         self.release_every, self.release_every_s = release_every, release_every_s
         self.stats = StageStats("learn")
         self.learner: Learner | None = None
@@ -47,7 +49,7 @@ class LearnLoop:
                 model, version = self.registry.load(latest), latest["version"]
             except ModelIntegrityError as exc:
                 event(log, "model_refused", logging.ERROR, model=self.name, version=latest["version"], error=str(exc))
-        self.learner = Learner(model, self.name, version)
+        self.learner = self.new_learner(model, version)
         self.learner.frozen = self.registry.flag(self.name, "frozen")
         rec = self.release(parent=None) if version == 0 else latest
         if version:
@@ -55,6 +57,9 @@ class LearnLoop:
         if self.rollout is not None:
             self.rollout.start(self.learner.version)
         return rec
+
+    def new_learner(self, model, version: int) -> Learner:  # noqa: ANN001 - a river model
+        return Learner(model, self.name, version, weights=self.weights, average_over=self.average_over)
 
     def process(self, raw: bytes) -> None:
         try:
@@ -64,9 +69,11 @@ class LearnLoop:
             event(log, "feedback_undecodable", logging.WARNING, error=str(exc))
             return
         self.stats.count("in")
-        p = self.learner.learn(fb["features"], fb["label"], fb["rec_id"], fb["variant"], self.k)
+        # an organic example stands alone (a pick or a sampled negative), not in a served list of k
+        k = 1 if fb["variant"] == "organic" else self.k
+        p = self.learner.learn(fb["features"], fb["label"], fb["rec_id"], fb["variant"], k)
         if self.rollout is not None:
-            self.rollout.observe(fb, p, self.k)
+            self.rollout.observe(fb, p, k)
         self.since_release += 1
         self.stats.count("out")
 
@@ -87,7 +94,7 @@ class LearnLoop:
             event(log, "learning_frozen" if frozen else "learning_resumed", model=self.name, version=ln.version)
         if self.registry.flag(self.name, "reset"):
             self.registry.set_flag(self.name, "reset", False)
-            self.learner = Learner(new_model(self.lr), self.name, ln.version)
+            self.learner = self.new_learner(new_model(self.lr), ln.version)
             event(log, "model_reset", model=self.name, from_version=ln.version)
             return self.release(parent=None)
         self.update_gauges()
@@ -99,7 +106,7 @@ class LearnLoop:
             return None
         challenger = self.rollout.learners.get("challenger") if self.rollout is not None else None
         if challenger is not None:  # the scorers serve the challenger's newest snapshot (frozen champion or not)
-            rec = self.registry.release(self.name, challenger.model, family=FAMILY, parent=challenger.version,
+            rec = self.registry.release(self.name, challenger.serving_model(), family=FAMILY, parent=challenger.version,
                                         examples=challenger.examples, metrics=challenger.metrics("challenger"),
                                         pointer="challenger")
             challenger.version = rec["version"]
@@ -109,7 +116,7 @@ class LearnLoop:
     def release(self, parent: int | None) -> dict:
         ln = self.learner
         metrics = ln.metrics("champion")
-        rec = self.registry.release(self.name, ln.model, family=FAMILY, parent=parent, examples=ln.examples,
+        rec = self.registry.release(self.name, ln.serving_model(), family=FAMILY, parent=parent, examples=ln.examples,
                                     metrics=metrics)
         ln.version = rec["version"]
         if self.rollout is not None and self.rollout.state is not None:

@@ -85,7 +85,7 @@ class RolloutController:
     def _load(self, release: dict | None) -> Learner:
         if release is None:
             raise RolloutError(f"model {self.name}: no such version in the registry")
-        return Learner(self.registry.load(release), self.name, release["version"])
+        return self.loop.new_learner(self.registry.load(release), release["version"])
 
     def save(self) -> None:
         self.registry.save_rollout(self.name, self.state.to_dict())
@@ -108,6 +108,8 @@ class RolloutController:
         blue = self.learners.get("blue")
         if blue is not None:  # the previous champion stays warm for an instant switch back
             blue.learn(fb["features"], y, fb["rec_id"], "blue", k)
+        if fb["variant"] == "organic":
+            return  # nobody served it: it counts in the paired comparison only
         served = fb["variant"] if fb["variant"] in self.served else "champion"
         self.served[served].update(y, losses.get(served, losses["champion"]))
 

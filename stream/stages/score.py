@@ -1,23 +1,30 @@
-"""feedback and score handlers, fused after profile on clicks.v1.
+"""retrieve, feedback and score handlers, fused with ingest and profile on clicks.v1.
 
-feedback: every event is matched against the user's open recommendations (positives at
-once); a timer closes windows that event time has passed (negatives). score: every
-event updates the catalog; an event whose type asks for recommendations gets the top-k
-from the current model, emitted to recommendations.v1 and opened in the join.
+retrieve (before profile, so it sees the user as they were before the event): every
+interaction updates the catalog and the item relations; a positive one is also a labelled
+example for the learner (the picked item against candidates the user did not pick, variant
+``organic``) and a trial of candidate recall. feedback: every event is matched against the
+user's open recommendations (positives at once); a timer closes windows that event time has
+passed (negatives). score: an event whose type asks for recommendations gets the top-k from
+the current model, emitted to recommendations.v1 and opened in the join.
 """
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
-from typing import Callable
+from typing import Callable, Protocol
+
+import numpy as np
 
 from stream.adapters.output import Output
 from stream.core.catalog import Catalog
-from stream.core.feedback import FeedbackJoin
-from stream.core.model import Scorer
-from stream.core.profile import Position
-from stream.core.recommend import RecommendConfig, item_features, recommend
+from stream.core.feedback import POSITIVE_TYPES, FeedbackJoin
+from stream.core.model import Scorer, pair_features, user_features
+from stream.core.profile import TYPE_WEIGHT, Position, consumed, is_replay
+from stream.core.recommend import Reconsumption, RecommendConfig, candidates, item_features, recommend, score
+from stream.core.relations import ItemRelations
 from stream.core.rollout import RolloutState, serves_challenger
 from stream.monitor import StageStats
 from stream.runner import RawMessage
@@ -52,6 +59,105 @@ class Routing:
         if st.mode == "shadow":
             return "shadow"
         return "challenger" if serves_challenger(user_id, st.share, self.salt) else "champion"
+
+
+class RelationSink(Protocol):
+    """Where a worker's own interactions go so that other workers' relations learn them too."""
+
+    def add(self, item: str, category: str | None, event_type: str, recent: list[str], ts: int) -> None: ...
+
+
+class Retrieval:
+    """What every scorer of a worker shares: catalog, item relations, the re-consumption tracker."""
+
+    def __init__(self, catalog: Catalog, relations: ItemRelations, reconsumption: Reconsumption | None = None) -> None:
+        self.catalog, self.relations = catalog, relations
+        self.reconsumption = reconsumption or Reconsumption()
+
+    def fold(self, item: str, category: str | None, event_type: str, recent: list[str], ts: int) -> None:
+        """One interaction (ours or, through the relation topic, another worker's)."""
+        catalog = self.catalog
+        i = catalog.update(item, category, event_type, ts)
+        if i >= 0:
+            get = catalog.index.get
+            self.relations.update(i, [get(h, -1) for h in recent[:self.relations.window + 1]],
+                                  TYPE_WEIGHT.get(event_type, 0.0), ts)
+
+
+class RetrieveStage:
+    """Before profile: fold each interaction into the shared retrieval state; learn from organic
+    positives (the picked item and ``negatives`` candidates the user did not pick, on the
+    feedback topic as variant ``organic``); count candidate recall. Its counters are the score
+    stage's (``stats`` only serves the runner's timing)."""
+
+    def __init__(self, cfg: RecommendConfig, users: UserStates, retrieval: Retrieval, slot: ModelSlot,
+                 score_stats: StageStats, out: Output, registry: SchemaRegistry, topic: str = "feedback.v1",
+                 negatives: int = 4, organic_share: float = 1.0, sink: RelationSink | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.cfg, self.users, self.retrieval, self.slot = cfg, users, retrieval, slot
+        self.score_stats, self.out, self.registry, self.topic = score_stats, out, registry, topic
+        self.negatives, self.organic_share, self.sink = negatives, organic_share, sink
+        self.rng = rng or random.Random()
+        self.stats = StageStats("retrieve")
+
+    def handle(self, ev: dict, pos: Position, msg: RawMessage) -> dict | None:
+        item = ev.get("item_id")
+        etype = ev["event_type"]
+        if not item or not TYPE_WEIGHT.get(etype):
+            return ev
+        profile = self.users.get(ev["user_id"], pos.partition).profile
+        if is_replay(profile, pos):
+            return ev  # already folded before a restart: the profile stage counts it
+        recent = profile["last_items"] if profile is not None else []
+        if profile is not None and etype in POSITIVE_TYPES:
+            r = self.retrieval.reconsumption
+            r.observe(consumed(profile, item))
+            if self.organic_share >= 1.0 or self.rng.random() < self.organic_share:
+                self._organic(ev, profile, r.mask(self.cfg.reconsume))
+        self.retrieval.fold(item, ev.get("category"), etype, recent, ev["timestamp"])
+        if self.sink is not None:
+            self.sink.add(item, ev.get("category"), etype, recent, ev["timestamp"])
+        return ev
+
+    def _organic(self, ev: dict, profile: dict, mask: bool) -> None:
+        item, ret = ev["item_id"], self.retrieval
+        cands = candidates(profile, ret.catalog, ret.relations, self.cfg, mask)
+        stats = self.score_stats
+        stats.add_output("recall_trials")
+        e = ret.catalog.index.get(item, -1)
+        found = np.flatnonzero(cands.idx == e) if e >= 0 else ()
+        if not len(found):
+            return  # no generator proposed it: the ranker could not have shown it, nothing to learn
+        stats.add_output("recall_hits")
+        j = int(found[0])
+        scorer = self.slot.scorer
+        user = user_features(profile)
+        scores = score(cands, user, ret.catalog, scorer, "model")
+        stats.add_output("organic_hits_at_k" if int((scores > scores[j]).sum()) < self.cfg.k else "organic_misses_at_k")
+        picks = [(j, 1)] + [(k, 0) for k in self._negatives(scores, j)]
+        names, key = ret.catalog.category_names, ev["user_id"].encode()
+        for rank, (k, label) in enumerate(picks):
+            category = names[cands.cat_idx[k]] if cands.cat_idx[k] >= 0 else None
+            fb = {"rec_id": "organic:" + ev["event_id"], "user_id": ev["user_id"], "item_id": cands.item(k),
+                  "category": category, "rank": rank, "label": label, "score": float(scores[k]),
+                  "model_name": self.slot.name, "model_version": scorer.version, "variant": "organic",
+                  "features": pair_features(user, category, cands.features_of(k)), "served_at": ev["timestamp"],
+                  "resolved_at": ev["timestamp"]}
+            self.out.produce(self.topic, self.registry.encode("Feedback", fb), key=key)
+        stats.add_output("organic_examples", len(picks))
+
+    def _negatives(self, scores, j: int) -> list[int]:  # noqa: ANN001 - a numpy array
+        """Half from the current top of the list (what the positive must beat to be shown), half
+        from the whole candidate set."""
+        n = len(scores)
+        if n <= 1:
+            return []
+        want = min(self.negatives, n - 1)
+        top = [k for k in np.argsort(-scores, kind="stable")[:2 * self.cfg.k + 1] if k != j]
+        hard = self.rng.sample(top, min(len(top), (want + 1) // 2))
+        taken = set(hard) | {j}
+        rest = [k for k in range(n) if k not in taken]
+        return hard + self.rng.sample(rest, min(len(rest), want - len(hard)))
 
 
 class FeedbackStage:
@@ -93,19 +199,18 @@ class FeedbackStage:
 
 
 class ScoreStage:
-    def __init__(self, cfg: RecommendConfig, request_types: tuple[str, ...], users: UserStates, catalog: Catalog,
+    def __init__(self, cfg: RecommendConfig, request_types: tuple[str, ...], users: UserStates, retrieval: Retrieval,
                  slot: ModelSlot, join: FeedbackJoin, feedback: FeedbackStage, out: Output,
                  registry: SchemaRegistry, topic: str = "recommendations.v1",
-                 shadow_topic: str = "recommendations.shadow.v1") -> None:
-        self.cfg, self.request_types, self.users, self.catalog = cfg, frozenset(request_types), users, catalog
+                 shadow_topic: str = "recommendations.shadow.v1", stats: StageStats | None = None) -> None:
+        self.cfg, self.request_types, self.users, self.retrieval = cfg, frozenset(request_types), users, retrieval
         self.slot, self.join, self.feedback, self.out, self.registry, self.topic = \
             slot, join, feedback, out, registry, topic
         self.shadow_topic = shadow_topic
-        self.stats = StageStats("score")
+        self.stats = stats or StageStats("score")
         self.route = Routing()
 
     def handle(self, ev: dict, pos: Position, msg: RawMessage) -> dict | None:
-        self.catalog.update(ev.get("item_id"), ev.get("category"), ev["event_type"], ev["timestamp"])
         if ev["event_type"] not in self.request_types:
             return None
         stats = self.stats
@@ -132,8 +237,12 @@ class ScoreStage:
         return None
 
     def _recommend(self, ev: dict, profile: dict, slot: ModelSlot, variant: str) -> tuple[dict, list[dict]]:
-        scorer = slot.scorer
-        items, user, n = recommend(profile, self.catalog, scorer, self.cfg)
+        scorer, ret = slot.scorer, self.retrieval
+        mask = ret.reconsumption.mask(self.cfg.reconsume)
+        if profile is None:  # a request from a user with no event yet: the popular items
+            profile = {"last_items": [], "affinity": {}, "version": 0, "consumed": b""}
+        items, user, cands = recommend(profile, ret.catalog, ret.relations, scorer, self.cfg, mask=mask)
+        n = len(cands)
         for rank, it in enumerate(items):
             it["rank"] = rank
         rec = {"rec_id": uuid.uuid4().hex, "user_id": ev["user_id"], "request_event_id": ev["event_id"],

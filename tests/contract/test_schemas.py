@@ -27,7 +27,8 @@ REALISTIC = {
                     "counts": {"view": 10, "click": 2}, "affinity": {"c01": 3.2, "c07": 0.4},
                     "affinity_at": 1_700_000_100_000, "sessions": 2, "session_start": 1_700_000_090_000,
                     "session_events": 4, "session_total_ms": 60_000, "last_items": ["i3", "i9"], "spend": 12.5,
-                    "source_partition": 1, "source_offset": 99, "source_index": 7},
+                    "source_partition": 1, "source_offset": 99, "source_index": 7,
+                    "consumed": b"\x01\x00\x00\x00"},
     "UserState": None,  # filled below from the UserProfile example
     "Recommendation": {"rec_id": "r1", "user_id": "u1", "request_event_id": "e1", "created": 1_700_000_000_000,
                        "model_name": "reco", "model_version": 3, "variant": "champion",

@@ -16,7 +16,8 @@ from tests.unit.test_users_and_stages import REG, DictTable
 
 PROFILE = {"user_id": "", "version": 1, "first_seen": 0, "last_seen": 0, "counts": {}, "affinity": {},
            "affinity_at": 0, "sessions": 0, "session_start": 0, "session_events": 0, "session_total_ms": 0,
-           "last_items": [], "spend": 0.0, "source_partition": 0, "source_offset": 0, "source_index": 0}
+           "last_items": [], "spend": 0.0, "source_partition": 0, "source_offset": 0, "source_index": 0,
+           "consumed": b""}
 
 
 class Reader:

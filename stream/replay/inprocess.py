@@ -1,0 +1,130 @@
+"""``stream replay --in-process``: the pipeline's own stage code, without the broker.
+
+The same :class:`~stream.runner.StageRunner` and stage handlers a worker runs (ingest,
+retrieve, profile, feedback, score), over an in-memory table and output; each event is
+encoded and decoded as on the broker, on the partition its user's key gives. The learner
+is the same :class:`~stream.core.learn.Learner` the learn stage runs; it takes the feedback
+records in the order they are produced and releases a new scorer every ``release_every``
+examples, as the learn stage does (the worker's learner also releases on time, and its
+scorers poll the registry: the pipeline's releases come a little later).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Callable
+
+from stream.config import Settings, core_config
+from stream.core.catalog import Catalog
+from stream.core.feedback import FeedbackJoin
+from stream.core.ingest import IngestConfig
+from stream.core.learn import Learner, variant_weights
+from stream.core.model import export, new_model
+from stream.core.profile import Position, ProfileConfig
+from stream.partitioning import partition_for
+from stream.replay.events import to_events
+from stream.replay.log import Interaction
+from stream.runner import RawMessage, StageRunner
+from stream.serde import SchemaRegistry
+from stream.stages.ingest import IngestStage
+from stream.stages.profile import ProfileStage
+from stream.stages.score import FeedbackStage, ModelSlot, Retrieval, RetrieveStage, ScoreStage
+from stream.topology import Topology
+from stream.users import UserStates
+
+
+class _Table:
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def get(self, user_id: str) -> bytes | None:
+        return self.data.get(user_id)
+
+    def put(self, user_id: str, value: bytes, partition: int) -> None:
+        self.data[user_id] = value
+
+
+class _Out:
+    """Produced records, by topic, until taken."""
+
+    def __init__(self) -> None:
+        self.topics: dict[str, list[bytes]] = {}
+
+    def produce(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None,
+                headers: dict | None = None) -> None:
+        self.topics.setdefault(topic, []).append(value)
+
+    def take(self, topic: str) -> list[bytes]:
+        return self.topics.pop(topic, [])
+
+
+class _DeadLetters:
+    def __init__(self) -> None:
+        self.reasons: dict[str, int] = {}
+
+    def send(self, stage: str, exc: BaseException, reason: str, msg: RawMessage, raw: bytes,
+             batch_index: int | None) -> None:
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+
+def replay_settings(settings: Settings, rows: list[Interaction]) -> Settings:
+    """Settings that let a historical log through ingest: its oldest event within the allowed skew."""
+    age_s = max(0.0, time.time() - rows[0].ts_ms / 1000) + 86400.0
+    return settings.replace(ingest={"max_skew_s": max(settings.ingest.max_skew_s, age_s)})
+
+
+def run_in_process(rows: list[Interaction], min_rating: float | None, settings: Settings,
+                   on_recommendation: Callable[[dict], None], progress: Callable[[int], None] | None = None,
+                   policy: str | None = None) -> dict:
+    """Replay ``rows``; every Recommendation (decoded) goes to ``on_recommendation``.
+    Returns the stage counters worth reporting."""
+    settings = replay_settings(settings, rows)
+    registry = SchemaRegistry(settings.paths.schemas_dir)
+    partitions = Topology.load(settings.paths.topology).topic("clicks.v1").partitions
+    m = settings.model
+    from stream.app.worker import recommend_config, relations_for  # noqa: PLC0415 - one source of the wiring
+    cfg = recommend_config(m)
+    if policy is not None:
+        cfg = replace(cfg, policy=policy)
+    table, out, dlq = _Table(), _Out(), _DeadLetters()
+    users = UserStates(table, registry)
+    slot = ModelSlot(m.name, export(new_model(m.learning_rate), version=0))
+    join = FeedbackJoin(window_ms=int(m.attribution_window_s * 1000))
+    feedback = FeedbackStage(join, out, registry)
+    retrieval = Retrieval(Catalog(m.catalog_half_life_s), relations_for(m))
+    score = ScoreStage(cfg, m.request_types, users, retrieval, slot, join, feedback, out, registry)
+    retrieve = RetrieveStage(cfg, users, retrieval, slot, score.stats, out, registry,
+                             negatives=m.organic_negatives, organic_share=m.organic_share)
+    ingest = IngestStage(core_config(settings.ingest, IngestConfig), users, out, registry, "clicks.v1", partitions)
+    profile = ProfileStage(core_config(settings.profile, ProfileConfig), users)
+    runner = StageRunner([ingest, retrieve, profile, feedback, score], dlq, registry)
+    learner = Learner(new_model(m.learning_rate), m.name, 0, weights=variant_weights(m),
+                      average_over=m.average_over)
+    since_release = 0
+    offsets = [0] * partitions
+    for n, ev in enumerate(to_events(rows, min_rating)):
+        part = partition_for(ev["user_id"], partitions)
+        runner.process(RawMessage("clicks.v1", part, offsets[part], ev["user_id"].encode(),
+                                  registry.encode_click(ev)))
+        offsets[part] += 1
+        for raw in out.take("recommendations.v1"):
+            on_recommendation(registry.decode("Recommendation", raw))
+        if n % 64 == 0:
+            feedback.close_windows()
+        for raw in out.take("feedback.v1"):
+            fb = registry.decode("Feedback", raw)
+            learner.learn(fb["features"], fb["label"], fb["rec_id"], fb["variant"], m.k)
+            since_release += 1
+        if since_release >= m.release_every_examples:
+            slot.scorer = export(learner.serving_model(), slot.scorer.version + 1)
+            since_release = 0
+        if n % 1000 == 0:
+            out.topics.clear()  # profiles, changelog: nobody reads them here
+            users.flush()
+            if progress is not None:
+                progress(n)
+    out_stats = score.stats.outputs
+    return {"dead_letters": dlq.reasons, "model_versions": slot.scorer.version,
+            "recall_trials": out_stats.get("recall_trials", 0.0), "recall_hits": out_stats.get("recall_hits", 0.0),
+            "learner": learner.metrics("organic"), "served": learner.metrics("champion")}
