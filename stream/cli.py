@@ -305,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_parser(sub)
     from stream.drift_cli import add_parser as add_drift_parser
     add_drift_parser(sub)
+    from stream.replay.cli import add_parser as add_replay_parser
+    add_replay_parser(sub)
 
     add("config", cmd_config, "print the effective settings as JSON")
     return p

@@ -77,6 +77,12 @@ def wire_learning(w: Worker, topic: faust.TopicT, control: faust.TopicT, alerts:
     app, learn = w.app, w.learn
     started_ms = int(time.time() * 1000)
 
+    if w.users is None:  # a learner of its own: say when it owns feedback.v1 (the clicks wiring says it otherwise)
+        @app.on_partitions_assigned.connect
+        async def on_assigned(app: faust.App, assigned: set, **kwargs: object) -> None:
+            event(log, "partitions_assigned", worker=w.worker_id, stage="learn",
+                  partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
+
     def locked(fn, *args):  # noqa: ANN001, ANN202
         with learn.lock:
             return fn(*args)

@@ -76,7 +76,7 @@ def replay_settings(settings: Settings, rows: list[Interaction]) -> Settings:
 
 def run_in_process(rows: list[Interaction], min_rating: float | None, settings: Settings,
                    on_recommendation: Callable[[dict], None], progress: Callable[[int], None] | None = None,
-                   policy: str | None = None) -> dict:
+                   policy: str | None = None, **_: object) -> dict:
     """Replay ``rows``; every Recommendation (decoded) goes to ``on_recommendation``.
     Returns the stage counters worth reporting."""
     settings = replay_settings(settings, rows)
@@ -124,7 +124,7 @@ def run_in_process(rows: list[Interaction], min_rating: float | None, settings: 
             users.flush()
             if progress is not None:
                 progress(n)
-    out_stats = score.stats.outputs
-    return {"dead_letters": dlq.reasons, "model_versions": slot.scorer.version,
-            "recall_trials": out_stats.get("recall_trials", 0.0), "recall_hits": out_stats.get("recall_hits", 0.0),
-            "learner": learner.metrics("organic"), "served": learner.metrics("champion")}
+    g = score.stats.gauges
+    return {"dead_letters": dlq.reasons, "model_version": slot.scorer.version,
+            "recall_trials": g.get("recall_trials", 0.0), "recall_hits": g.get("recall_hits", 0.0),
+            "learner": learner.metrics("organic")}

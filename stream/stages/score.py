@@ -23,7 +23,7 @@ from stream.core.catalog import Catalog
 from stream.core.feedback import POSITIVE_TYPES, FeedbackJoin
 from stream.core.model import Scorer, pair_features, user_features
 from stream.core.profile import TYPE_WEIGHT, Position, consumed, is_replay
-from stream.core.recommend import Reconsumption, RecommendConfig, candidates, item_features, recommend, score
+from stream.core.recommend import Candidates, Reconsumption, RecommendConfig, candidates, item_features, recommend, score
 from stream.core.relations import ItemRelations
 from stream.core.rollout import RolloutState, serves_challenger
 from stream.monitor import StageStats
@@ -70,9 +70,28 @@ class RelationSink(Protocol):
 class Retrieval:
     """What every scorer of a worker shares: catalog, item relations, the re-consumption tracker."""
 
-    def __init__(self, catalog: Catalog, relations: ItemRelations, reconsumption: Reconsumption | None = None) -> None:
+    def __init__(self, catalog: Catalog, relations: ItemRelations, reconsumption: Reconsumption | None = None,
+                 remember: int = 10_000) -> None:
         self.catalog, self.relations = catalog, relations
         self.reconsumption = reconsumption or Reconsumption()
+        #: the candidates of the latest list per user, while the user's profile has not changed:
+        #: a click right after a request is judged (recall) and learned from on what was served
+        self.served: dict[str, tuple[int, Candidates]] = {}
+        self.remember = remember
+
+    def remember_served(self, user: str, version: int, cands: Candidates) -> None:
+        served = self.served
+        served.pop(user, None)
+        served[user] = (version, cands)
+        if len(served) > self.remember:
+            del served[next(iter(served))]
+
+    def candidates_for(self, user: str, profile: dict, cfg: RecommendConfig, mask: bool) -> Candidates:
+        """The candidates of the user's latest list if the profile is as it was then, else new ones."""
+        hit = self.served.pop(user, None)
+        if hit is not None and hit[0] == profile["version"]:
+            return hit[1]
+        return candidates(profile, self.catalog, self.relations, cfg, mask)
 
     def fold(self, item: str, category: str | None, event_type: str, recent: list[str], ts: int) -> None:
         """One interaction (ours or, through the relation topic, another worker's)."""
@@ -121,20 +140,23 @@ class RetrieveStage:
 
     def _organic(self, ev: dict, profile: dict, mask: bool) -> None:
         item, ret = ev["item_id"], self.retrieval
-        cands = candidates(profile, ret.catalog, ret.relations, self.cfg, mask)
+        cands = ret.candidates_for(ev["user_id"], profile, self.cfg, mask)
         stats = self.score_stats
-        stats.add_output("recall_trials")
+        g = stats.gauges  # cumulative: the share of positives whose item was among the candidates
+        g["recall_trials"] = g.get("recall_trials", 0.0) + 1
         e = ret.catalog.index.get(item, -1)
         found = np.flatnonzero(cands.idx == e) if e >= 0 else ()
+        if len(found):
+            g["recall_hits"] = g.get("recall_hits", 0.0) + 1
+        g["candidate_recall"] = g.get("recall_hits", 0.0) / g["recall_trials"]
         if not len(found):
             return  # no generator proposed it: the ranker could not have shown it, nothing to learn
-        stats.add_output("recall_hits")
         j = int(found[0])
         scorer = self.slot.scorer
         user = user_features(profile)
         scores = score(cands, user, ret.catalog, scorer, "model")
         stats.add_output("organic_hits_at_k" if int((scores > scores[j]).sum()) < self.cfg.k else "organic_misses_at_k")
-        picks = [(j, 1)] + [(k, 0) for k in self._negatives(scores, j)]
+        picks = [(j, 1)] + [(k, 0) for k in self._negatives(len(cands), j)]
         names, key = ret.catalog.category_names, ev["user_id"].encode()
         for rank, (k, label) in enumerate(picks):
             category = names[cands.cat_idx[k]] if cands.cat_idx[k] >= 0 else None
@@ -146,18 +168,13 @@ class RetrieveStage:
             self.out.produce(self.topic, self.registry.encode("Feedback", fb), key=key)
         stats.add_output("organic_examples", len(picks))
 
-    def _negatives(self, scores, j: int) -> list[int]:  # noqa: ANN001 - a numpy array
-        """Half from the current top of the list (what the positive must beat to be shown), half
-        from the whole candidate set."""
-        n = len(scores)
-        if n <= 1:
-            return []
-        want = min(self.negatives, n - 1)
-        top = [k for k in np.argsort(-scores, kind="stable")[:2 * self.cfg.k + 1] if k != j]
-        hard = self.rng.sample(top, min(len(top), (want + 1) // 2))
-        taken = set(hard) | {j}
-        rest = [k for k in range(n) if k not in taken]
-        return hard + self.rng.sample(rest, min(len(rest), want - len(hard)))
+    def _negatives(self, n: int, j: int) -> list[int]:
+        """Candidates the user did not pick, uniformly: negatives chosen from the top of the served
+        model's list feed the model's own output back to it, and with a learner some seconds behind
+        the scorers that oscillates (measured on ML-100k with the learner 3,000 positives behind:
+        HR@10 0.145 with half the negatives from the top 20, 0.195 with uniform ones)."""
+        others = [k for k in range(n) if k != j]
+        return self.rng.sample(others, min(self.negatives, len(others)))
 
 
 class FeedbackStage:
@@ -242,6 +259,8 @@ class ScoreStage:
         if profile is None:  # a request from a user with no event yet: the popular items
             profile = {"last_items": [], "affinity": {}, "version": 0, "consumed": b""}
         items, user, cands = recommend(profile, ret.catalog, ret.relations, scorer, self.cfg, mask=mask)
+        if variant != "shadow":
+            ret.remember_served(ev["user_id"], profile["version"], cands)
         n = len(cands)
         for rank, it in enumerate(items):
             it["rank"] = rank

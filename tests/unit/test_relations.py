@@ -1,0 +1,116 @@
+"""Item relations: co-visitation weights, decay, the per-item bound, merge, memory."""
+
+import random
+
+import numpy as np
+import pytest
+
+from stream.core.relations import ItemRelations
+
+DAY_MS = 86_400_000
+
+
+def feed(rel, sessions, ts=0, weight=1.0):
+    for items in sessions:
+        recent = []
+        for item in items:
+            rel.update(item, recent, weight, ts)
+            recent.insert(0, item)
+
+
+def test_weights_count_pairs_by_their_distance_in_the_users_history():
+    rel = ItemRelations(half_life_s=0, window=3)
+    feed(rel, [[0, 1, 2, 3, 4]])
+    # 4 came after 3 (d=1), 2 (d=2), 1 (d=3); 0 is out of the window
+    assert rel.neighbours(4) == pytest.approx({3: 1.0, 2: 0.5, 1: 1 / 3})
+    assert 0 not in rel.neighbours(4) and 4 not in rel.neighbours(0)
+    assert rel.neighbours(0) == pytest.approx({1: 1.0, 2: 0.5, 3: 1 / 3})  # backward: as strong by default
+    one_way = ItemRelations(half_life_s=0, window=3, backward=0.0)
+    feed(one_way, [[0, 1]])
+    assert one_way.neighbours(0) == {1: 1.0} and one_way.neighbours(1) == {}
+
+
+def test_the_item_itself_in_the_history_is_not_a_neighbour():
+    rel = ItemRelations(half_life_s=0)
+    rel.update(5, [5, 6], 1.0, 0)
+    assert rel.neighbours(5) == {6: 1.0} and rel.neighbours(6) == {5: 1.0}
+
+
+def test_old_co_visits_decay_with_the_half_life():
+    rel = ItemRelations(half_life_s=86_400)
+    rel.update(1, [0], 1.0, 0)          # (0, 1) a day before (0, 2)
+    rel.update(2, [0], 1.0, DAY_MS)
+    w = rel.neighbours(0)
+    assert w[2] / w[1] == pytest.approx(2.0)  # what is a day old weighs half
+    assert rel.popularity(np.array([1, 2, -1])) / rel.pop[2] == pytest.approx([0.5, 1.0, 0.0])
+
+
+def test_rebasing_keeps_the_ratios_and_the_weights_finite():
+    rel = ItemRelations(half_life_s=86_400)
+    rel.update(1, [0], 1.0, 0)
+    rel.update(2, [0], 1.0, 10 * DAY_MS)
+    before = rel.neighbours(0)
+    rel.update(3, [0], 1.0, 100 * DAY_MS)  # 100 half-lives: past float32's range without a rebase
+    after = rel.neighbours(0)
+    assert rel.t_ref == 100 * DAY_MS and all(np.isfinite(list(after.values())))
+    assert after[2] / after[1] == pytest.approx(before[2] / before[1], rel=1e-3)
+    assert after[3] == pytest.approx(1.0)
+
+
+def test_a_full_row_keeps_the_heavy_neighbours_and_replaces_the_lightest():
+    rel = ItemRelations(half_life_s=0, width=4, window=1)
+    for j, times in zip(range(1, 5), (5, 4, 3, 2)):
+        for _ in range(times):
+            rel.update(j, [0], 1.0, 0)
+    assert rel.neighbours(0) == {1: 5.0, 2: 4.0, 3: 3.0, 4: 2.0}
+    rel.update(9, [0], 1.0, 0)  # a newcomer takes the lightest slot (4), with its own weight
+    assert rel.neighbours(0) == {1: 5.0, 2: 4.0, 3: 3.0, 9: 1.0}
+    rng = random.Random(0)
+    for _ in range(2000):  # a long tail of one-off neighbours never pushes the heavy ones out
+        rel.update(rng.randrange(100, 10_000), [0], 1.0, 0)
+    kept = rel.neighbours(0)
+    assert len(kept) == 4 and {1, 2, 3} <= set(kept)
+
+
+def test_scores_sum_weights_over_the_recent_items_and_count_links():
+    rel = ItemRelations(half_life_s=0)
+    feed(rel, [[0, 5], [1, 5], [1, 6]])
+    idx, w, links = rel.scores([0, 1])  # 0 most recent (d=1), 1 at d=2
+    got = {int(i): (float(a), int(n)) for i, a, n in zip(idx, w, links)}
+    assert got[5] == pytest.approx((1.0 + 1.0 / 2, 2))
+    assert got[6] == pytest.approx((1.0 / 2, 1))
+    assert list(idx) == sorted(idx)
+    assert [i for i, _ in rel.related([0, 1], exclude={5})] == [6, 1, 0][: len(rel.related([0, 1], exclude={5}))]
+
+
+def test_merge_of_two_workers_equals_one_that_saw_everything():
+    rng = random.Random(3)
+    sessions = [[rng.randrange(40) for _ in range(8)] for _ in range(300)]
+    whole, a, b = (ItemRelations(half_life_s=86_400, width=64) for _ in range(3))
+    for k, s in enumerate(sessions):  # pairs of sessions share a time: both workers start at t=0
+        feed(whole, [s], ts=k // 2 * 1000)
+        feed(a if k % 2 else b, [s], ts=k // 2 * 1000)
+    a.merge(b)
+    assert a.t_ref == whole.t_ref == 0
+    for i in range(40):
+        assert a.neighbours(i) == pytest.approx(whole.neighbours(i), rel=1e-4)
+    assert np.allclose(a.pop[:40], whole.pop[:40], rtol=1e-6)
+
+
+def test_memory_per_item_is_bounded_by_the_width():
+    rel = ItemRelations(half_life_s=0, width=80)
+    rng = random.Random(1)
+    for _ in range(20_000):
+        rel.update(rng.randrange(500), [rng.randrange(500) for _ in range(20)], 1.0, 0)
+    assert max(len(ids) for ids in rel.ids) == 80
+    per_item = rel.nbytes() / len(rel)
+    assert per_item <= 2 * (64 + 4 * 80) + 8 + 24  # two arrays, a list slot, popularity (a doubling array)
+
+
+def test_popular_items_by_decayed_weight():
+    rel = ItemRelations(half_life_s=0)
+    rel.refresh_every = 1
+    for item, n in ((3, 5), (1, 3), (2, 1)):
+        for _ in range(n):
+            rel.update(item, [], 1.0, 0)
+    assert list(rel.popular(2)) == [3, 1] and rel.max_pop() == 5.0
