@@ -151,7 +151,9 @@ class ModelSettings:
     #: labelled examples from organic positives: negatives sampled per positive, share of positives used
     organic_negatives: int = 4
     organic_share: float = 1.0
-    #: weight of served-list feedback against organic clicks (0: learn from organic clicks only)
+    #: join served lists with later clicks into labels on feedback.v1 (false: organic clicks only)
+    served_feedback: bool = True
+    #: weight of served-list feedback against organic clicks (0: scored for the metrics, not learned)
     served_weight: float = 1.0
     #: releases serve the weights averaged over about this many examples (0: the latest weights)
     average_over: int = 5000

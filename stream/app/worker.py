@@ -260,7 +260,8 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
         feedback = FeedbackStage(join, out, registry)
         cfg = recommend_config(m)
         retrieval = Retrieval(Catalog(m.catalog_half_life_s), relations_for(m))
-        score = ScoreStage(cfg, m.request_types, users, retrieval, slot, join, feedback, out, registry)
+        score = ScoreStage(cfg, m.request_types, users, retrieval, slot, join, feedback, out, registry,
+                           join_served=m.served_feedback)
         retrieve = RetrieveStage(cfg, users, retrieval, slot, score.stats, out, registry,
                                  negatives=m.organic_negatives, organic_share=m.organic_share)
         handlers = handlers[:1] + [retrieve] + handlers[1:] + [feedback, score]

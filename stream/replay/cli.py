@@ -5,7 +5,8 @@ embedded stack and worker, :mod:`stream.replay.pipeline`) or, with ``--in-proces
 same stage code without the broker (:mod:`stream.replay.inprocess`); the field's simple
 baselines (global popularity with consumed items left out, item co-occurrence) on the same
 protocol in the same command. Nobody sees a replayed list, so a click is never an answer to
-one: the model learns from organic clicks only (``served_weight`` 0) and does not explore.
+one: the served lists are not joined with clicks (no served-list labels), the model learns from
+organic clicks only and does not explore.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     print(f"replay: {args.file}: {len(rows):,} interactions, {users:,} users, {items:,} items, "
           f"{'with' if has_cat else 'no'} categories; {len(evaluated):,} positives evaluated; {mode}", flush=True)
     settings = settings.replace(model={"explore": 0.0, "served_weight": args.served_weight,
+                                       "served_feedback": args.served_weight > 0,
                                        **({"policy": args.policy} if args.policy else {})})
     targets = {request_id(r): r for r in evaluated}
     ev = Prequential(10, rows[0].ts_ms, rows[-1].ts_ms, args.periods, catalogue=items)
@@ -168,6 +170,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--policy", choices=("model", "retrieval", "popularity", "random"), default=None,
                     help="serving policy (default: model.policy)")
     sp.add_argument("--served-weight", type=float, default=0.0,
-                    help="weight of served-list feedback (default 0: in a replay nobody sees the lists)")
+                    help="join served lists with later clicks and learn from them with this weight "
+                         "(default 0: in a replay nobody sees the lists)")
     sp.add_argument("--no-baselines", action="store_true", help="skip the popularity and co-occurrence baselines")
     sp.set_defaults(handler=cmd_replay)

@@ -93,7 +93,8 @@ def run_in_process(rows: list[Interaction], min_rating: float | None, settings: 
     join = FeedbackJoin(window_ms=int(m.attribution_window_s * 1000))
     feedback = FeedbackStage(join, out, registry)
     retrieval = Retrieval(Catalog(m.catalog_half_life_s), relations_for(m))
-    score = ScoreStage(cfg, m.request_types, users, retrieval, slot, join, feedback, out, registry)
+    score = ScoreStage(cfg, m.request_types, users, retrieval, slot, join, feedback, out, registry,
+                           join_served=m.served_feedback)
     retrieve = RetrieveStage(cfg, users, retrieval, slot, score.stats, out, registry,
                              negatives=m.organic_negatives, organic_share=m.organic_share)
     ingest = IngestStage(core_config(settings.ingest, IngestConfig), users, out, registry, "clicks.v1", partitions)

@@ -45,6 +45,7 @@ def worker_env(settings: Settings, overrides: dict[str, str]) -> dict[str, str]:
     env = {"STREAM_INGEST_MAX_SKEW_S": repr(settings.ingest.max_skew_s),
            "STREAM_MODEL_EXPLORE": repr(settings.model.explore),
            "STREAM_MODEL_SERVED_WEIGHT": repr(settings.model.served_weight),
+           "STREAM_MODEL_SERVED_FEEDBACK": "true" if settings.model.served_feedback else "false",
            "STREAM_MODEL_POLICY": settings.model.policy,
            "STREAM_MONITOR_INTERVAL_S": "1.0"}
     env.update(overrides)
@@ -137,6 +138,7 @@ def run_pipeline(rows: list[Interaction], min_rating: float | None, settings: Se
         for q in list(pending):
             flush_partition(q)
         prod.flush(30)
+        del prod  # librdkafka's clients go before the broker does (no disconnect noise)
         deadline = time.monotonic() + answer_timeout_s
         while answered[0] < asked and time.monotonic() < deadline:
             drain(0.2)

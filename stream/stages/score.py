@@ -219,11 +219,15 @@ class ScoreStage:
     def __init__(self, cfg: RecommendConfig, request_types: tuple[str, ...], users: UserStates, retrieval: Retrieval,
                  slot: ModelSlot, join: FeedbackJoin, feedback: FeedbackStage, out: Output,
                  registry: SchemaRegistry, topic: str = "recommendations.v1",
-                 shadow_topic: str = "recommendations.shadow.v1", stats: StageStats | None = None) -> None:
+                 shadow_topic: str = "recommendations.shadow.v1", stats: StageStats | None = None,
+                 join_served: bool = True) -> None:
         self.cfg, self.request_types, self.users, self.retrieval = cfg, frozenset(request_types), users, retrieval
         self.slot, self.join, self.feedback, self.out, self.registry, self.topic = \
             slot, join, feedback, out, registry, topic
         self.shadow_topic = shadow_topic
+        #: open each served list in the join with later clicks (off: no served-list labels at all,
+        #: e.g. in a replay, where nobody sees the lists)
+        self.join_served = join_served
         self.stats = stats or StageStats("score")
         self.route = Routing()
 
@@ -238,7 +242,8 @@ class ScoreStage:
         slot = self.route.challenger if variant == "challenger" else self.slot
         rec, items = self._recommend(ev, profile, slot, "challenger" if variant == "challenger" else "champion")
         self.out.produce(self.topic, self._wire(rec), key=ev["user_id"].encode(), partition=pos.partition)
-        self.feedback.emit(self.join.on_recommendation(rec), ev["timestamp"])
+        if self.join_served:
+            self.feedback.emit(self.join.on_recommendation(rec), ev["timestamp"])
         stats.count("out")
         stats.add_output(f"served_{rec['variant']}")
         if variant == "shadow":  # scored, never served, never joined with clicks
