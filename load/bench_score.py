@@ -20,25 +20,34 @@ import numpy as np
 
 from stream.core.catalog import Catalog, top_k
 from stream.core.model import export, new_model, pair_features, user_features
-from stream.core.profile import Position, ProfileConfig, fold
+from stream.core.profile import TYPE_WEIGHT, Position, ProfileConfig, fold
 from stream.core.recommend import RecommendConfig, candidates, recommend
+from stream.core.relations import ItemRelations
 from stream.workload import Workload
 
 
 def build(users: int, events: int, seed: int):
+    """Catalog, item relations and profiles folded as the retrieve and profile stages fold them,
+    and a model trained on the serving features."""
     g = Workload(seed=seed, users=users, items=5000, categories=20)
-    cat, profiles = Catalog(), {}
+    cat, rel, profiles = Catalog(), ItemRelations(), {}
     for i, ev in enumerate(g.events(events)):
-        cat.update(ev["item_id"], ev["category"], ev["event_type"], ev["timestamp"])
-        profiles[ev["user_id"]] = fold(profiles.get(ev["user_id"]), ev, Position(0, i, 0), ProfileConfig())
+        before = profiles.get(ev["user_id"])
+        j = cat.update(ev["item_id"], ev["category"], ev["event_type"], ev["timestamp"])
+        if j >= 0:
+            rel.update(j, [cat.index.get(h, -1) for h in (before["last_items"] if before else [])],
+                       TYPE_WEIGHT.get(ev["event_type"], 0.0), ev["timestamp"])
+        profiles[ev["user_id"]] = fold(before, ev, Position(0, i, 0), ProfileConfig())
     rng, m = random.Random(seed), new_model()
+    users = list(profiles)
     for _ in range(5000):
-        u = rng.choice(list(profiles))
-        item = rng.choice(cat.popular(500))
-        c = cat.category_of(item)
-        m.learn_one(pair_features(user_features(profiles[u]), c, float(cat.pop_log([item])[0]), False),
+        u = rng.choice(users)
+        cands = candidates(profiles[u], cat, rel, RecommendConfig())
+        j = rng.randrange(len(cands))
+        c = cat.category_of(cands.item(j))
+        m.learn_one(pair_features(user_features(profiles[u]), c, cands.features_of(j)),
                     rng.random() < g.user_prefs(u)[int(c[1:])])
-    return cat, profiles, m
+    return cat, rel, profiles, m
 
 
 def quantiles(xs: list[float]) -> dict:
@@ -52,41 +61,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
-    cat, profiles, model = build(users=2000, events=100_000, seed=args.seed)
+    cat, rel, profiles, model = build(users=2000, events=100_000, seed=args.seed)
     scorer = export(model, 1)
     cfg = RecommendConfig(k=10, candidates=200, explore=0.0)
     users = list(profiles.values())
     rng = random.Random(args.seed)
     sample = [rng.choice(users) for _ in range(args.requests)]
-    fast, slow, fast_score_only, n_cands, max_diff = [], [], [], [], 0.0
+    fast, slow, fast_score_only, cand_only, n_cands, max_diff = [], [], [], [], [], 0.0
     for prof in sample:
         t0 = time.perf_counter()
-        items, user, n = recommend(prof, cat, scorer, cfg)
+        items, user, cands = recommend(prof, cat, rel, scorer, cfg)
         fast.append(time.perf_counter() - t0)
-        n_cands.append(n)
+        n_cands.append(len(cands))
+        t0 = time.perf_counter()
+        cands = candidates(prof, cat, rel, cfg)
+        cand_only.append(time.perf_counter() - t0)
         # the slow path: river predict_proba_one per candidate, same candidates
         t0 = time.perf_counter()
-        cands = [c for c, _ in candidates(prof, cat, cfg)]
         u = user_features(prof)
-        pops = cat.pop_log(cands)
-        recent = set(prof["last_items"])
-        river_scores = np.array([model.predict_proba_one(pair_features(u, cat.category_of(c), float(pp),
-                                                                       c in recent))[True]
-                                 for c, pp in zip(cands, pops)])
+        river_scores = np.array([model.predict_proba_one(pair_features(u, cat.category_of(cands.item(j)),
+                                                                       cands.features_of(j)))[True]
+                                 for j in range(len(cands))])
         best = top_k(river_scores, 10)
-        slow.append(time.perf_counter() - t0)
+        slow.append(time.perf_counter() - t0 + cand_only[-1])
         # the scoring step alone, vectorised
-        idx = cat.indices(cands)
-        seen = np.fromiter((c in recent for c in cands), dtype=float, count=len(cands))
         t0 = time.perf_counter()
-        s = scorer.score_items(u, cat.cat_idx[idx], cat.category_names, cat.pop_log(idx), seen)
+        s = scorer.score_items(u, cands.cat_idx, cat.category_names, cands.dense)
         top_k(s, 10)
         fast_score_only.append(time.perf_counter() - t0)
         max_diff = max(max_diff, float(np.max(np.abs(s - river_scores))))
-        assert [items[i]["item_id"] for i in range(10)] == [cands[j] for j in best] or max_diff < 1e-9
+        assert [items[i]["item_id"] for i in range(10)] == [cands.item(j) for j in best] or max_diff < 1e-9
     out = {"requests": args.requests, "candidates_mean": statistics.fmean(n_cands),
            "max_abs_score_difference": max_diff,
            "vectorised_request": quantiles(fast), "vectorised_scoring_only": quantiles(fast_score_only),
+           "candidate_generation": quantiles(cand_only),
            "river_predict_one_request": quantiles(slow),
            "speedup_request_p50": round(statistics.median(slow) / statistics.median(fast), 1)}
     print(json.dumps(out, indent=2))

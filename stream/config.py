@@ -161,6 +161,9 @@ class ModelSettings:
     relations_width: int = 80
     relations_window: int = 20
     relations_half_life_s: float = 30 * 86400.0
+    #: publish this scorer's interactions on relations.v1 and fold every other scorer's (the
+    #: relations then do not depend on how partitions are spread over workers)
+    share_relations: bool = True
     attribution_window_s: float = 30.0
     learning_rate: float = 0.02
     #: share of recommended slots explored at random (see core.recommend)

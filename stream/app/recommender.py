@@ -28,6 +28,29 @@ def wire_scoring(w: Worker) -> None:
     async def close_windows() -> None:
         w.feedback.close_windows()
 
+    sink = w.retrieve.sink if w.retrieve is not None else None
+    if sink is not None:
+        from stream.app.relations import RelationFollower  # noqa: PLC0415
+
+        @app.timer(0.1)
+        async def publish_relations() -> None:
+            sink.flush()
+
+        @app.task
+        async def follow_relations() -> None:
+            """Fold the other scorers' interactions as they arrive, a few records per turn."""
+            follower = RelationFollower(w.settings.kafka.bootstrap_servers, w.registry, w.score.retrieval,
+                                        sink.origin, w.stage("score"), partitions=sink.partitions)
+            event(log, "relations_following", worker=w.worker_id, origin=sink.origin)
+            try:
+                while not app.should_stop:
+                    n = follower.poll()  # on the loop: the retrieval state is the stages' own
+                    await asyncio.sleep(0 if n else 0.05)
+            except StreamError as exc:
+                die(f"following relations.v1 failed: {exc}")
+            finally:
+                follower.close()
+
     @app.timer(m.poll_interval_s)
     async def follow_releases() -> None:
         """Hot swap: serve the latest release of the model, once its integrity is checked."""

@@ -99,6 +99,7 @@ class Worker:
     feedback: FeedbackStage | None = None
     learn: LearnLoop | None = None
     score: ScoreStage | None = None
+    retrieve: RetrieveStage | None = None
     table: faust.Table | None = None
     commit_pending: bool = False
     native: object | None = None  # stream.app.native.NativeSource, when clicks.v1 is read natively
@@ -253,7 +254,7 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     handlers: list = [] if side_only else [
         IngestStage(ingest_cfg, users, out, registry, clicks.name, clicks.partitions), ProfileStage(profile_cfg, users)]
     m = settings.model
-    slot = feedback = learn = score = None
+    slot = feedback = learn = score = retrieve = None
     if "score" in stages:
         join = FeedbackJoin(window_ms=int(m.attribution_window_s * 1000))
         slot = ModelSlot(m.name, export(new_model(m.learning_rate), version=0))
@@ -262,8 +263,14 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
         retrieval = Retrieval(Catalog(m.catalog_half_life_s), relations_for(m))
         score = ScoreStage(cfg, m.request_types, users, retrieval, slot, join, feedback, out, registry,
                            join_served=m.served_feedback)
+        sink = None
+        if m.share_relations:
+            from stream.app.relations import RelationBroadcast, new_origin  # noqa: PLC0415
+            origin = new_origin(worker_id)
+            sink = RelationBroadcast(out, registry, origin, partitions=topology.topic("relations.v1").partitions,
+                                     window=m.relations_window)
         retrieve = RetrieveStage(cfg, users, retrieval, slot, score.stats, out, registry,
-                                 negatives=m.organic_negatives, organic_share=m.organic_share)
+                                 negatives=m.organic_negatives, organic_share=m.organic_share, sink=sink)
         handlers = handlers[:1] + [retrieve] + handlers[1:] + [feedback, score]
     stats = [h.stats for h in handlers if h.stats.stage != "retrieve"]
     models = ModelRegistry(settings.redis.url, m.hmac_key, registry, settings.redis.key_prefix)
@@ -285,7 +292,7 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     runner = StageRunner(handlers, KafkaDeadLetters(out, registry), registry) if handlers else None
     w = Worker(settings, worker_id, app, out, None if side_only else users, runner, stats,
                {s.stage: topology.stage(s.stage).monitor for s in stats}, registry,
-               models=models, slot=slot, feedback=feedback, learn=learn, score=score)
+               models=models, slot=slot, feedback=feedback, learn=learn, score=score, retrieve=retrieve)
     _wire_common(w)
     if not side_only:
         from stream.app.clicks import wire_clicks  # noqa: PLC0415 - it imports this module

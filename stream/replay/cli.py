@@ -66,6 +66,10 @@ def _interrupt(signum: int, frame: object) -> None:
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     import signal  # noqa: PLC0415
     signal.signal(signal.SIGTERM, _interrupt)
+    if args.workers < 1 or (args.workers > 1 and args.in_process):
+        raise StreamError("--workers N: N >= 1, and only without --in-process")
+    if args.isolated_workers < 1 or (args.isolated_workers > 1 and not args.in_process):
+        raise StreamError("--isolated-workers N: N >= 1, and only with --in-process")
     if args.limit is not None and args.limit <= 0:
         raise StreamError(f"--limit {args.limit}: must be a positive number of rows")
     _check_out(args.json, "--json")
@@ -102,7 +106,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     else:
         from stream.replay.pipeline import run_pipeline as run  # noqa: PLC0415
     bar = Progress("replayed events", len(rows) + len(evaluated))
-    info = run(rows, min_rating, settings, on_rec, progress=bar, n_requests=len(evaluated))
+    info = run(rows, min_rating, settings, on_rec, progress=bar, n_requests=len(evaluated),
+               isolated_workers=args.isolated_workers, workers=args.workers)
     bar(len(rows) + len(evaluated))
     bar.done()
     seconds = time.monotonic() - t0
@@ -112,7 +117,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                     "categories": has_cat, "positive_min_rating": min_rating, "seconds": round(seconds, 1),
                     "events_per_s": round((len(rows) + len(evaluated)) / max(seconds, 1e-9)),
                     "policy": settings.model.policy, "model_version": info.get("model_version"),
-                    "unanswered": info.get("unanswered", 0)})
+                    "unanswered": info.get("unanswered", 0), "workers": info.get("workers", 1),
+                    "relations_folded_remote": info.get("relations_folded_remote")})
     if not args.no_baselines:
         summary["baselines"] = {}
         for make in (PopularityBaseline, CooccurrenceBaseline):
@@ -172,5 +178,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--served-weight", type=float, default=0.0,
                     help="join served lists with later clicks and learn from them with this weight "
                          "(default 0: in a replay nobody sees the lists)")
+    sp.add_argument("--workers", type=int, default=1, metavar="N",
+                    help="scoring workers sharing the partitions (pipeline mode; default 1)")
+    sp.add_argument("--isolated-workers", type=int, default=1, metavar="N",
+                    help="with --in-process: spread the partitions over N workers that do not share item "
+                         "relations (measures what sharing them is worth)")
     sp.add_argument("--no-baselines", action="store_true", help="skip the popularity and co-occurrence baselines")
     sp.set_defaults(handler=cmd_replay)

@@ -76,9 +76,13 @@ def replay_settings(settings: Settings, rows: list[Interaction]) -> Settings:
 
 def run_in_process(rows: list[Interaction], min_rating: float | None, settings: Settings,
                    on_recommendation: Callable[[dict], None], progress: Callable[[int], None] | None = None,
-                   policy: str | None = None, **_: object) -> dict:
+                   policy: str | None = None, isolated_workers: int = 1, **_: object) -> dict:
     """Replay ``rows``; every Recommendation (decoded) goes to ``on_recommendation``.
-    Returns the stage counters worth reporting."""
+    Returns the stage counters worth reporting.
+
+    ``isolated_workers`` > 1 measures what sharing the item relations is worth: the partitions
+    are spread over that many workers, each with retrieval state learned from its own
+    partitions' events only (one learner, as in the pipeline)."""
     settings = replay_settings(settings, rows)
     registry = SchemaRegistry(settings.paths.schemas_dir)
     partitions = Topology.load(settings.paths.topology).topic("clicks.v1").partitions
@@ -92,21 +96,24 @@ def run_in_process(rows: list[Interaction], min_rating: float | None, settings: 
     slot = ModelSlot(m.name, export(new_model(m.learning_rate), version=0))
     join = FeedbackJoin(window_ms=int(m.attribution_window_s * 1000))
     feedback = FeedbackStage(join, out, registry)
-    retrieval = Retrieval(Catalog(m.catalog_half_life_s), relations_for(m))
-    score = ScoreStage(cfg, m.request_types, users, retrieval, slot, join, feedback, out, registry,
-                           join_served=m.served_feedback)
-    retrieve = RetrieveStage(cfg, users, retrieval, slot, score.stats, out, registry,
-                             negatives=m.organic_negatives, organic_share=m.organic_share)
     ingest = IngestStage(core_config(settings.ingest, IngestConfig), users, out, registry, "clicks.v1", partitions)
     profile = ProfileStage(core_config(settings.profile, ProfileConfig), users)
-    runner = StageRunner([ingest, retrieve, profile, feedback, score], dlq, registry)
+    runners, scores = [], []
+    for _w in range(max(1, isolated_workers)):
+        retrieval = Retrieval(Catalog(m.catalog_half_life_s), relations_for(m))
+        score = ScoreStage(cfg, m.request_types, users, retrieval, slot, join, feedback, out, registry,
+                           join_served=m.served_feedback)
+        retrieve = RetrieveStage(cfg, users, retrieval, slot, score.stats, out, registry,
+                                 negatives=m.organic_negatives, organic_share=m.organic_share)
+        runners.append(StageRunner([ingest, retrieve, profile, feedback, score], dlq, registry))
+        scores.append(score)
     learner = Learner(new_model(m.learning_rate), m.name, 0, weights=variant_weights(m),
                       average_over=m.average_over)
     since_release = 0
     offsets = [0] * partitions
     for n, ev in enumerate(to_events(rows, min_rating)):
         part = partition_for(ev["user_id"], partitions)
-        runner.process(RawMessage("clicks.v1", part, offsets[part], ev["user_id"].encode(),
+        runners[part % len(runners)].process(RawMessage("clicks.v1", part, offsets[part], ev["user_id"].encode(),
                                   registry.encode_click(ev)))
         offsets[part] += 1
         for raw in out.take("recommendations.v1"):
@@ -125,7 +132,8 @@ def run_in_process(rows: list[Interaction], min_rating: float | None, settings: 
             users.flush()
             if progress is not None:
                 progress(n)
-    g = score.stats.gauges
+    gauges = [sc.stats.gauges for sc in scores]
     return {"dead_letters": dlq.reasons, "model_version": slot.scorer.version,
-            "recall_trials": g.get("recall_trials", 0.0), "recall_hits": g.get("recall_hits", 0.0),
+            "recall_trials": sum(g.get("recall_trials", 0.0) for g in gauges),
+            "recall_hits": sum(g.get("recall_hits", 0.0) for g in gauges),
             "learner": learner.metrics("organic")}

@@ -62,11 +62,29 @@ def _model_version(redis_url: str, settings: Settings, registry: SchemaRegistry)
         models.close()
 
 
+def _wait_assigned(scorers: list, partitions: int, timeout_s: float = 90.0) -> None:
+    """Until the scorers' latest assignments cover every clicks.v1 partition, each at least one."""
+    import re  # noqa: PLC0415
+    from stream.stack import wait_until  # noqa: PLC0415
+
+    def spread() -> bool:
+        owned = []
+        for _, path, _ in scorers:
+            found = re.findall(r'event=partitions_assigned worker=\S+ partitions="?\[([0-9, ]*)\]"?', path.read_text())
+            if not found or not found[-1].strip():
+                return False
+            owned += [int(x) for x in found[-1].split(",")]
+        return sorted(owned) == list(range(partitions))
+    if not wait_until(spread, timeout_s, 0.2):
+        raise StreamError(f"the {len(scorers)} scorers did not share the {partitions} partitions within "
+                          f"{timeout_s:.0f}s; see {scorers[0][1]}")
+
+
 def run_pipeline(rows: list[Interaction], min_rating: float | None, settings: Settings,
                  on_recommendation: Callable[[dict], None], n_requests: int,
                  progress: Callable[[int], None] | None = None, batch: int = 50, ahead: int = 4000,
                  answer_timeout_s: float = 60.0, worker_overrides: dict[str, str] | None = None,
-                 keep_dir: bool = False, **_: object) -> dict:
+                 keep_dir: bool = False, workers: int = 1, **_: object) -> dict:
     """Replay ``rows`` through a real worker; returns what the worker reported."""
     from stream.demo import start_worker  # noqa: PLC0415 - the demo's worker start, readiness included
     settings = replay_settings(settings, rows)
@@ -74,7 +92,8 @@ def run_pipeline(rows: list[Interaction], min_rating: float | None, settings: Se
     settings = settings.replace(stack={"state_dir": state_dir, "broker_port": 0, "redis_port": 0},
                                 kafka={"bootstrap_servers": ""}, redis={"url": ""})
     stack = Stack(settings)
-    worker = learner = None
+    learner = None
+    scorers: list = []
     try:
         procs, _ = stack.up()
         bootstrap, redis_url = procs["broker"].endpoint, procs["redis"].endpoint
@@ -86,10 +105,15 @@ def run_pipeline(rows: list[Interaction], min_rating: float | None, settings: Se
         # starved (the scoring worker's loop is busy with every event; measured: 4 releases in 73 s)
         learner, learner_log, _ = start_worker(settings, bootstrap, redis_url, "replay-learn", stages="learn",
                                                extra_env=env)
-        worker, log_path, port = start_worker(settings, bootstrap, redis_url, "replay",
-                                              stages="ingest,profile,feedback,score", extra_env=env)
-        event(log, "replay_workers_ready", pid=worker.pid, learner_pid=learner.pid, log=str(log_path),
-              broker=bootstrap)
+        for k in range(workers):  # scorers: the consumer group spreads the partitions over them
+            started = start_worker(settings, bootstrap, redis_url, f"replay{k + 1}" if workers > 1 else "replay",
+                                   stages="ingest,profile,feedback,score", extra_env=env)
+            scorers.append(started)
+        if workers > 1:  # every scorer owns its partitions before the first event
+            _wait_assigned(scorers, partitions)
+        worker, log_path, port = scorers[0]
+        event(log, "replay_workers_ready", scorers=",".join(str(w[0].pid) for w in scorers),
+              learner_pid=learner.pid, log=str(log_path), broker=bootstrap)
         registry = SchemaRegistry(settings.paths.schemas_dir)
         consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stream-replay", "enable.auto.commit": False,
                              "fetch.wait.max.ms": 20})
@@ -126,8 +150,9 @@ def run_pipeline(rows: list[Interaction], min_rating: float | None, settings: Se
                 drain(0)
                 deadline = time.monotonic() + answer_timeout_s
                 while asked - answered[0] > ahead * n_requests // max(1, len(rows)) + batch:
-                    if worker.poll() is not None:
-                        raise StreamError(f"the worker exited with code {worker.returncode}; see {log_path}")
+                    for proc, path, _ in scorers:
+                        if proc.poll() is not None:
+                            raise StreamError(f"a worker exited with code {proc.returncode}; see {path}")
                     if time.monotonic() > deadline:
                         raise StreamError(f"no recommendation for {answer_timeout_s:.0f}s "
                                           f"({answered[0]:,} of {asked:,} answered); see {log_path}")
@@ -143,14 +168,16 @@ def run_pipeline(rows: list[Interaction], min_rating: float | None, settings: Se
         while answered[0] < asked and time.monotonic() < deadline:
             drain(0.2)
         consumer.close()
-        text = scrape(port) or ""
+        texts = [scrape(p) or "" for _, _, p in scorers]
         learned = _model_version(redis_url, settings, registry)
-        return {"unanswered": asked - answered[0], "worker_log": str(log_path),
-                "recall_trials": sample_value(text, 'stream_recall_trials{stage="score"}'),
-                "recall_hits": sample_value(text, 'stream_recall_hits{stage="score"}'),
+        return {"unanswered": asked - answered[0], "worker_log": str(log_path), "workers": workers,
+                "recall_trials": sum(sample_value(t, 'stream_recall_trials{stage="score"}') for t in texts),
+                "recall_hits": sum(sample_value(t, 'stream_recall_hits{stage="score"}') for t in texts),
+                "relations_folded_remote": sum(sample_value(t, 'stream_relations_folded_remote{stage="score"}')
+                                               for t in texts),
                 "model_version": learned}
     finally:
-        for proc in (worker, learner):
+        for proc in [learner] + [w[0] for w in scorers]:
             if proc is not None:
                 stop_pid(proc.pid, 20)
         stack.down()
