@@ -197,10 +197,25 @@ class ControlCommand:
     args: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class Interaction:
+    item_id: str
+    event_type: str
+    timestamp: int
+    recent: list[str]
+    category: Optional[str] = None
+
+
+@dataclass(slots=True)
+class Interactions:
+    origin: str
+    events: list[Interaction]
+
+
 #: schema name -> class, for every record schema
 RECORD_CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
     ClickEvent, ClickBatch, DeadLetter, UserProfile, UserState, ScoredItem, Recommendation, Feedback,
-    ModelRelease, DriftReport, StageMetrics, Alert, ControlCommand)}
+    ModelRelease, DriftReport, StageMetrics, Alert, ControlCommand, Interaction, Interactions)}
 
 
 def to_dict(record: Any) -> dict:
@@ -216,4 +231,6 @@ def from_dict(cls: type, data: dict) -> Any:
         return UserState(**{**data, "profile": UserProfile(**data["profile"])})
     if cls is Recommendation:
         return Recommendation(**{**data, "items": [ScoredItem(**i) for i in data["items"]]})
+    if cls is Interactions:
+        return Interactions(**{**data, "events": [Interaction(**e) for e in data["events"]]})
     return cls(**data)

@@ -56,6 +56,10 @@ REALISTIC = {
     "Alert": {"alert_id": "a1", "name": "drift.input.event_type", "severity": "WARNING", "stage": "drift",
               "message": "PSI 0.31 > 0.2", "created": 1_700_000_000_000, "model_name": None,
               "evidence": {"value": "0.31", "threshold": "0.2"}},
+    "Interactions": {"origin": "w1:4242:1800000000000", "events": [
+        {"item_id": "i3", "category": "books", "event_type": "click", "timestamp": 1_800_000_000_000,
+         "recent": ["i9", "i1"]},
+        {"item_id": "i4", "category": None, "event_type": "view", "timestamp": 1_800_000_000_500, "recent": []}]},
     "ControlCommand": {"command_id": "c1", "model_name": "reco", "action": "CANARY", "version": 5,
                        "args": {"steps": "5,10,25,50,100"}, "issued_at": 1_700_000_000_000, "issued_by": "ops"},
 }
