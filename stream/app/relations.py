@@ -50,7 +50,7 @@ class RelationBroadcast:
 
     def add(self, item: str, category: str | None, event_type: str, recent: list[str], ts: int) -> None:
         self.pending.append({"item_id": item, "category": category, "event_type": event_type, "timestamp": ts,
-                             "recent": recent[:self.window]})
+                             "recent": recent[:self.window + 1]})  # +1: the item itself may be among them
         if len(self.pending) >= self.batch:
             self.flush()
 

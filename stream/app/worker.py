@@ -316,6 +316,12 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
 
 
 def recommend_config(m) -> RecommendConfig:  # noqa: ANN001 - stream.config.ModelSettings
+    from stream.core.recommend import POLICIES, RECONSUME  # noqa: PLC0415
+    from stream.errors import ConfigError  # noqa: PLC0415
+    if m.policy not in POLICIES:
+        raise ConfigError(f"model.policy {m.policy!r}: one of {', '.join(POLICIES)}")
+    if m.reconsume not in RECONSUME:
+        raise ConfigError(f"model.reconsume {m.reconsume!r}: one of {', '.join(RECONSUME)}")
     return RecommendConfig(m.k, m.candidates, policy=m.policy, explore=m.explore, reconsume=m.reconsume)
 
 

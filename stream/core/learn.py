@@ -75,10 +75,12 @@ class Learner:
         self.frozen = False
         self.variants: dict[str, VariantMetrics] = {}
 
-    def learn(self, x: dict[str, float], y: int, rec_id: str, variant: str, k: int) -> float:
+    def learn(self, x: dict[str, float], y: int, rec_id: str, variant: str, k: int, source: str | None = None) -> float:
+        """Predict, then learn; ``variant`` names the metrics, ``source`` (default: ``variant``) the
+        feedback's origin, which picks the sample weight (a challenger learns organic examples too)."""
         p = self.model.predict_proba_one(x)[True]
         self.variants.setdefault(variant, VariantMetrics(self.window)).update(p, y, rec_id, k)
-        w = self.weights.get(variant, 1.0)
+        w = self.weights.get(source or variant, 1.0)
         if not self.frozen and w > 0:
             self.model.learn_one(x, bool(y), w=w) if w != 1.0 else self.model.learn_one(x, bool(y))
             self.examples += 1

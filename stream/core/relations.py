@@ -11,9 +11,9 @@ replaces the lightest one, with its own weight only. (Space-Saving's rule, start
 lightest weight plus its own, bounds the error but inflates newcomers: normalised by their
 small popularity they crowded the lists of rare items; measured: HR@10 0.077 against 0.168.)
 Decay makes room: old neighbours fade against new ones, so a row follows what users do now. A row is two
-``array`` objects (int32 ids, float32 weights): at most ``2 * (64 + 4 * width)`` bytes,
-768 B at the default width of 80, plus 8 B of popularity and 8 B of list slot; long-tail
-items hold fewer.
+``array`` objects (int32 ids, float32 weights): 872 B as allocated for a full row at the
+default width of 80 (arrays over-allocate as they grow), plus 8 B of list slot and 8-16 B of
+popularity; long-tail items hold fewer.
 
 Popularity (``pop``) is each item's decayed event weight on the same scale, so scores can
 be normalised against it (a co-visit with a blockbuster says less than with a niche item).
@@ -35,6 +35,7 @@ Items are integer ids (the catalog's indices): ``a=0, b=1, c=2`` here.
 from __future__ import annotations
 
 import math
+import sys
 from array import array
 
 import numpy as np
@@ -80,10 +81,11 @@ class ItemRelations:
     def _rebase(self, ts: int) -> None:
         f = 2.0 ** (-(ts - self.t_ref) / self.half_life_ms)
         for w in self.ws:
-            for k in range(len(w)):
-                w[k] *= f
+            if w:
+                np.frombuffer(w, dtype=np.float32)[:] *= f  # a temporary view: the array may grow later
         self.pop *= f
         self.t_ref = ts
+        self._refreshed_at = -1  # the cached largest popularity is on the old scale
 
     def _add(self, i: int, j: int, w: float) -> None:
         ids, ws = self.ids[i], self.ws[i]
@@ -130,7 +132,7 @@ class ItemRelations:
         n = len(other.ids)
         if n:
             self._grow(n - 1)
-        self.pop[:len(other.pop)] += other.pop * f
+        self.pop[:n] += other.pop[:n] * f
         for i in range(n):
             for j, w in zip(other.ids[i], other.ws[i]):
                 self._add(i, j, w * f)
@@ -201,9 +203,10 @@ class ItemRelations:
         return self._max_pop
 
     def nbytes(self) -> int:
-        """Bytes held by the rows and the popularity array."""
-        per_array = array("i").__sizeof__()
-        return sum(2 * per_array + 8 * len(ids) for ids in self.ids) + 8 * len(self.ids) + self.pop.nbytes
+        """Bytes held by the rows (as allocated: arrays over-allocate when they grow), their list
+        slots and the popularity array."""
+        return sum(sys.getsizeof(ids) + sys.getsizeof(ws) for ids, ws in zip(self.ids, self.ws)) \
+            + 8 * len(self.ids) + self.pop.nbytes
 
     def __len__(self) -> int:
         return len(self.ids)

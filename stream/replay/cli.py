@@ -74,6 +74,10 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         raise StreamError(f"--limit {args.limit}: must be a positive number of rows")
     _check_out(args.json, "--json")
     _check_out(args.plot, "--plot")
+    if args.plot is not None and not args.plot.lower().endswith(".png"):
+        raise StreamError(f"--plot {args.plot}: the plot is a PNG file (name it *.png)")
+    if args.periods < 1:
+        raise StreamError(f"--periods {args.periods}: at least 1")
     rows = open_log(args.file, parse_mapping(args.map or []), args.limit)
     min_rating = args.positive_min_rating
     if min_rating is not None and all(r.rating is None for r in rows):
@@ -86,7 +90,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     mode = "in-process" if args.in_process else "pipeline"
     print(f"replay: {args.file}: {len(rows):,} interactions, {users:,} users, {items:,} items, "
           f"{'with' if has_cat else 'no'} categories; {len(evaluated):,} positives evaluated; {mode}", flush=True)
-    settings = settings.replace(model={"explore": 0.0, "served_weight": args.served_weight,
+    settings = settings.replace(model={"k": 10, "explore": 0.0, "served_weight": args.served_weight,
                                        "served_feedback": args.served_weight > 0,
                                        **({"policy": args.policy} if args.policy else {})})
     targets = {request_id(r): r for r in evaluated}
@@ -117,7 +121,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                     "categories": has_cat, "positive_min_rating": min_rating, "seconds": round(seconds, 1),
                     "events_per_s": round((len(rows) + len(evaluated)) / max(seconds, 1e-9)),
                     "policy": settings.model.policy, "model_version": info.get("model_version"),
-                    "unanswered": info.get("unanswered", 0), "workers": info.get("workers", 1),
+                    "unanswered": len(evaluated) - ev.n, "dead_letters": info.get("dead_letters"),
+                    "workers": info.get("workers", 1),
                     "relations_folded_remote": info.get("relations_folded_remote")})
     if not args.no_baselines:
         summary["baselines"] = {}
@@ -155,8 +160,7 @@ def _report(s: dict) -> None:
           f"{_fmt(s['coverage']):>9}   candidate recall {_fmt(s['candidate_recall'])}")
     for name, b in s.get("baselines", {}).items():
         print(f"  {name:<14} {_fmt(b['hr10']):>7} {_fmt(b['ndcg10']):>8} {_fmt(b['mrr']):>7} {_fmt(b['coverage']):>9}")
-    print("  HR@10 per period: " + " ".join(_fmt(p["hr10"])[1:] if p["hr10"] is not None else "-"
-                                           for p in s["periods"]))
+    print("  HR@10 per period: " + " ".join(_fmt(p["hr10"]) for p in s["periods"]))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -70,8 +70,11 @@ class _DeadLetters:
 
 def replay_settings(settings: Settings, rows: list[Interaction]) -> Settings:
     """Settings that let a historical log through ingest: its oldest event within the allowed skew."""
-    age_s = max(0.0, time.time() - rows[0].ts_ms / 1000) + 86400.0
-    return settings.replace(ingest={"max_skew_s": max(settings.ingest.max_skew_s, age_s)})
+    now = time.time()
+    age_s = max(0.0, now - rows[0].ts_ms / 1000) + 86400.0
+    ahead_s = max(0.0, rows[-1].ts_ms / 1000 - now) + 86400.0  # a log dated ahead of this clock
+    return settings.replace(ingest={"max_skew_s": max(settings.ingest.max_skew_s, age_s),
+                                    "max_future_s": max(settings.ingest.max_future_s, ahead_s)})
 
 
 def run_in_process(rows: list[Interaction], min_rating: float | None, settings: Settings,
@@ -122,7 +125,7 @@ def run_in_process(rows: list[Interaction], min_rating: float | None, settings: 
             feedback.close_windows()
         for raw in out.take("feedback.v1"):
             fb = registry.decode("Feedback", raw)
-            learner.learn(fb["features"], fb["label"], fb["rec_id"], fb["variant"], m.k)
+            learner.learn(fb["features"], fb["label"], fb["rec_id"], fb["variant"], 1 if fb["variant"] == "organic" else m.k)
             since_release += 1
         if since_release >= m.release_every_examples:
             slot.scorer = export(learner.serving_model(), slot.scorer.version + 1)

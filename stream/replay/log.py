@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 from typing import IO, Iterable
 
@@ -110,7 +111,7 @@ def read_log(f: IO[str], name: str = "log", mapping: dict[str, str] | None = Non
             t = float(rec[it])
         except ValueError:
             raise ReplayInputError(f"{name}:{n}: timestamp {rec[it]!r} is not a number (unix seconds or ms)") from None
-        if t != t or t < 0:
+        if not math.isfinite(t) or t < 0:
             raise ReplayInputError(f"{name}:{n}: timestamp {rec[it]!r} is not a positive number")
         if scale is None:
             scale = 1 if t >= MS_THRESHOLD else 1000

@@ -4,9 +4,9 @@
    create the topics, start one worker running every stage (ingest, retrieve, profile,
    feedback, score, learn) with the replay's settings;
 2. produce the log's events in time order as batch envelopes, each on its users' partition,
-   while reading ``recommendations.v1``: the producer stays at most ``ahead`` events in front
-   of the last answered request, so no partition runs far ahead in event time (relations
-   learned from one partition's future would leak into another's lists);
+   while reading ``recommendations.v1``: no partition gets more than its share of ``ahead``
+   events' requests in front of its answers, so none runs far ahead of the others in event
+   time (relations learned from one partition's future would leak into another's lists);
 3. hand each Recommendation to the caller, read the worker's candidate recall from
    ``/metrics``, stop everything it started.
 
@@ -122,24 +122,35 @@ def run_pipeline(rows: list[Interaction], min_rating: float | None, settings: Se
         prod = producer(bootstrap, **{"linger.ms": 2})
         answered = [0]
 
+        waiting: dict[str, int] = {}  # request event id -> its partition, until answered
+        behind = [0] * partitions     # unanswered requests per partition
+
         def drain(timeout: float) -> None:
             for msg in consumer.consume(1000, timeout):
                 if msg.error():
                     raise BrokerError(f"reading recommendations.v1: {msg.error()}")
-                on_recommendation(registry.decode("Recommendation", msg.value()))
+                rec = registry.decode("Recommendation", msg.value())
+                q = waiting.pop(rec["request_event_id"], None)
+                if q is not None:
+                    behind[q] -= 1
+                on_recommendation(rec)
                 answered[0] += 1
 
         pending: dict[int, list[dict]] = {}
         asked = 0
+        # each partition at most this many requests ahead of its answers (about `ahead` events overall)
+        limit = max(batch, ahead * n_requests // max(1, len(rows)) // partitions)
 
         def flush_partition(p: int) -> None:
             events = pending.pop(p)
             prod.produce("clicks.v1", registry.encode_envelope(events, "stream-replay"), partition=p)
 
         for n, ev in enumerate(to_events(rows, min_rating), start=1):
+            p = partition_for(ev["user_id"], partitions)
             if ev["event_type"] == "recommend_request":
                 asked += 1
-            p = partition_for(ev["user_id"], partitions)
+                waiting[ev["event_id"]] = p
+                behind[p] += 1
             pending.setdefault(p, []).append(ev)
             if len(pending[p]) >= batch:
                 flush_partition(p)
@@ -149,7 +160,7 @@ def run_pipeline(rows: list[Interaction], min_rating: float | None, settings: Se
                 prod.poll(0)
                 drain(0)
                 deadline = time.monotonic() + answer_timeout_s
-                while asked - answered[0] > ahead * n_requests // max(1, len(rows)) + batch:
+                while max(behind) > limit:  # a partition that stalls holds the others back
                     for proc, path, _ in scorers:
                         if proc.poll() is not None:
                             raise StreamError(f"a worker exited with code {proc.returncode}; see {path}")

@@ -22,7 +22,9 @@ from stream.serde import SchemaRegistry
 from stream.stages.rollout import RolloutController
 
 log = logging.getLogger("stream.learn")
-FAMILY = "logreg"
+#: the model family and feature set: a release of another family is not resumed (its weights
+#: belong to other features), the learner starts afresh from the prior
+FAMILY = "logreg-retrieval-2"
 
 
 class LearnLoop:
@@ -44,6 +46,10 @@ class LearnLoop:
         """Continue from the latest release, or start (and release) a fresh model."""
         latest = self.registry.latest(self.name)
         model, version = new_model(self.lr), 0
+        if latest is not None and latest.get("family") != FAMILY:
+            event(log, "model_family_changed", model=self.name, version=latest["version"],
+                  family=latest.get("family"), now=FAMILY)
+            latest = None
         if latest is not None:
             try:
                 model, version = self.registry.load(latest), latest["version"]

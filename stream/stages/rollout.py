@@ -101,13 +101,13 @@ class RolloutController:
         self.paired["champion"].update(y, losses["champion"])
         ch = self.learners.get("challenger")
         if ch is not None:
-            p = ch.learn(fb["features"], y, fb["rec_id"], "challenger", k)
+            p = ch.learn(fb["features"], y, fb["rec_id"], "challenger", k, source=fb["variant"])
             losses["challenger"] = log_loss(p, y)
             self.paired["challenger"].update(y, losses["challenger"])
             self.diff.update(losses["champion"], losses["challenger"])
         blue = self.learners.get("blue")
         if blue is not None:  # the previous champion stays warm for an instant switch back
-            blue.learn(fb["features"], y, fb["rec_id"], "blue", k)
+            blue.learn(fb["features"], y, fb["rec_id"], "blue", k, source=fb["variant"])
         if fb["variant"] == "organic":
             return  # nobody served it: it counts in the paired comparison only
         served = fb["variant"] if fb["variant"] in self.served else "champion"

@@ -71,7 +71,7 @@ class Retrieval:
     """What every scorer of a worker shares: catalog, item relations, the re-consumption tracker."""
 
     def __init__(self, catalog: Catalog, relations: ItemRelations, reconsumption: Reconsumption | None = None,
-                 remember: int = 10_000) -> None:
+                 remember: int = 2_000) -> None:
         self.catalog, self.relations = catalog, relations
         self.reconsumption = reconsumption or Reconsumption()
         #: the candidates of the latest list per user, while the user's profile has not changed:

@@ -23,6 +23,7 @@ def test_header_aliases_recbole_types_and_mapped_columns():
 @pytest.mark.parametrize("text, message", [
     ("user,item\n1,2\n", "log:1: the header names no timestamp column"),
     ("user,item,timestamp\n1,2,3\n1,2,soon\n", "log:3: timestamp 'soon' is not a number"),
+    ("user,item,timestamp\n1,2,inf\n", "log:2: timestamp 'inf' is not a positive number"),
     ("user,item,timestamp,rating\n1,2,3,good\n", "log:2: rating 'good' is not a number"),
     ("user,item,timestamp\n1,2\n", "log:2: 2 fields, the header needs at least 3"),
     ("user,item,timestamp\n,2,3\n", "log:2: empty user"),
@@ -137,6 +138,10 @@ def test_cli_replay_in_process_writes_json_and_plot(tmp_path, capsys):
     (["--limit", "0"], "--limit 0: must be a positive number"),
     (["--json", "/no/such/folder/x.json"], "folder /no/such/folder does not exist"),
     (["--positive-min-rating", "4"], "has no rating column"),
+    (["--periods", "0"], "--periods 0: at least 1"),
+    (["--plot", "out.txt"], "the plot is a PNG file"),
+    (["--isolated-workers", "0"], "--isolated-workers N: N >= 1"),
+    (["--workers", "2"], "--workers N: N >= 1, and only without --in-process"),
 ])
 def test_cli_replay_refuses_bad_arguments_with_one_line(tmp_path, capsys, args, message):
     log = tmp_path / "log.csv"
