@@ -16,9 +16,10 @@ half-life in event time, so yesterday's hits fade.
 from __future__ import annotations
 
 import math
-import zlib
 
 import numpy as np
+
+from stream.core.profile import item_hash
 
 #: how much one event of a type adds to an item's popularity
 POP_WEIGHT = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 5.0}
@@ -39,7 +40,6 @@ class Catalog:
         self.categories: dict[str, int] = {}
         self.category_names: list[str] = []
         self._since_refresh = refresh_every
-        self._popular: list[str] = []
         self._popular_idx = np.zeros(0, dtype=np.int64)
         self._by_cat: dict[int, np.ndarray] = {}
 
@@ -82,7 +82,6 @@ class Catalog:
         n = len(self.items)
         order = np.argsort(-self.pop[:n], kind="stable")
         self._popular_idx = order[:1000]
-        self._popular = [self.items[i] for i in order[:1000]]
         by_cat: dict[int, list[int]] = {}
         cats = self.cat_idx[order]
         for i, c in zip(order[cats >= 0].tolist(), cats[cats >= 0].tolist()):
@@ -93,7 +92,7 @@ class Catalog:
 
     def popular(self, n: int) -> list[str]:
         self._refresh()
-        return self._popular[:n]
+        return [self.items[i] for i in self._popular_idx[:n].tolist()]
 
     def popular_idx(self, n: int) -> np.ndarray:
         self._refresh()
@@ -123,25 +122,6 @@ class Catalog:
         top = float(self.pop[:n].max()) if n else 1.0
         vals = np.where(idx >= 0, self.pop[np.maximum(idx, 0)], 0.0)
         return np.log1p(vals) / math.log1p(top) if top > 0 else vals
-
-
-def item_hash(item: str) -> int:
-    """A 32-bit hash of an item id (CRC-32): what a profile stores of the items a user consumed."""
-    return zlib.crc32(item.encode())
-
-
-def merge_unique(*lists: list[str], limit: int) -> list[tuple[str, int]]:
-    """Items from several generators, first occurrence wins, with the index of its generator."""
-    seen: set[str] = set()
-    out: list[tuple[str, int]] = []
-    for src, lst in enumerate(lists):
-        for item in lst:
-            if item not in seen:
-                seen.add(item)
-                out.append((item, src))
-                if len(out) >= limit:
-                    return out
-    return out
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

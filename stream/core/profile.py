@@ -101,9 +101,14 @@ def fold(profile: dict | None, ev: dict, pos: Position, cfg: ProfileConfig) -> d
     return p
 
 
+def item_hash(item: str) -> int:
+    """A 32-bit hash of an item id (CRC-32): what a profile stores of the items a user consumed."""
+    return zlib.crc32(item.encode())
+
+
 def _consume(p: dict, item: str, limit: int) -> None:
     """Remember ``item`` among the user's consumed items (a 4-byte hash; the oldest go first)."""
-    h = zlib.crc32(item.encode()).to_bytes(4, "little")
+    h = item_hash(item).to_bytes(4, "little")
     raw = p.get("consumed", b"")
     if has_consumed(raw, h):
         return
@@ -125,7 +130,7 @@ def has_consumed(raw: bytes, h: bytes) -> bool:
 
 def consumed(profile: dict, item: str) -> bool:
     """Has the user interacted with ``item`` (within the last ``consumed_max`` distinct items)?"""
-    return has_consumed(profile.get("consumed", b""), zlib.crc32(item.encode()).to_bytes(4, "little"))
+    return has_consumed(profile.get("consumed", b""), item_hash(item).to_bytes(4, "little"))
 
 
 def _add_affinity(p: dict, category: str, weight: float, ts: int, cfg: ProfileConfig) -> None:

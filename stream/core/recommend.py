@@ -40,7 +40,7 @@ import numpy as np
 
 from stream.core.catalog import Catalog, top_k
 from stream.core.model import Scorer, pair_features, user_features
-from stream.core.relations import ItemRelations, log_scaled
+from stream.core.relations import ItemRelations
 
 #: log features are log(x / max + EPS): 0 for the strongest candidate, LOG_EPS for none
 EPS = 1e-3

@@ -34,11 +34,12 @@ Items are integer ids (the catalog's indices): ``a=0, b=1, c=2`` here.
 
 from __future__ import annotations
 
-import math
 import sys
 from array import array
 
 import numpy as np
+
+from stream.core.catalog import top_k
 
 
 class ItemRelations:
@@ -190,7 +191,7 @@ class ItemRelations:
             return
         self._refreshed_at = self.updates
         self._max_pop = float(self.pop.max()) if len(self.pop) else 0.0
-        best = top_k_indices(self.pop, 1000)
+        best = top_k(self.pop, 1000)
         self._popular = best[self.pop[best] > 0]
 
     def popular(self, n: int) -> np.ndarray:
@@ -210,15 +211,3 @@ class ItemRelations:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-def top_k_indices(values: np.ndarray, k: int) -> np.ndarray:
-    if len(values) <= k:
-        return np.argsort(-values, kind="stable")
-    part = np.argpartition(-values, k)[:k]
-    return part[np.argsort(-values[part], kind="stable")]
-
-
-def log_scaled(values: np.ndarray, top: float) -> np.ndarray:
-    """log1p(values) / log1p(top): popularity-like values on a 0..1 scale."""
-    return np.log1p(values) / math.log1p(top) if top > 0 else np.zeros(len(values))
