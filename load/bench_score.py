@@ -20,24 +20,30 @@ import numpy as np
 
 from stream.core.catalog import Catalog, top_k
 from stream.core.model import export, new_model, pair_features, user_features
-from stream.core.profile import TYPE_WEIGHT, Position, ProfileConfig, fold
+from stream.core.profile import Position, ProfileConfig, fold
 from stream.core.recommend import RecommendConfig, candidates, recommend
 from stream.core.relations import ItemRelations
+from stream.stages.score import Retrieval
 from stream.workload import Workload
 
 
-def build(users: int, events: int, seed: int):
-    """Catalog, item relations and profiles folded as the retrieve and profile stages fold them,
-    and a model trained on the serving features."""
-    g = Workload(seed=seed, users=users, items=5000, categories=20)
-    cat, rel, profiles = Catalog(), ItemRelations(), {}
+def fold_world(g: Workload, events: int) -> tuple[Catalog, ItemRelations, dict]:
+    """Catalog, item relations and profiles folded from ``events`` of ``g`` as the retrieve
+    stage (which sees the user before the event) and the profile stage fold them."""
+    retrieval, profiles = Retrieval(Catalog(), ItemRelations()), {}
     for i, ev in enumerate(g.events(events)):
         before = profiles.get(ev["user_id"])
-        j = cat.update(ev["item_id"], ev["category"], ev["event_type"], ev["timestamp"])
-        if j >= 0:
-            rel.update(j, [cat.index.get(h, -1) for h in (before["last_items"] if before else [])],
-                       TYPE_WEIGHT.get(ev["event_type"], 0.0), ev["timestamp"])
+        if ev["item_id"]:
+            retrieval.fold(ev["item_id"], ev["category"], ev["event_type"], before["last_items"] if before else [],
+                           ev["timestamp"])
         profiles[ev["user_id"]] = fold(before, ev, Position(0, i, 0), ProfileConfig())
+    return retrieval.catalog, retrieval.relations, profiles
+
+
+def build(users: int, events: int, seed: int):
+    """A folded world and a model trained on the serving features."""
+    g = Workload(seed=seed, users=users, items=5000, categories=20)
+    cat, rel, profiles = fold_world(g, events)
     rng, m = random.Random(seed), new_model()
     users = list(profiles)
     for _ in range(5000):

@@ -20,9 +20,8 @@ import time
 
 from river import facto, linear_model, metrics, optim
 
-from stream.core.catalog import Catalog
+from load.bench_score import fold_world
 from stream.core.model import pair_features, user_features
-from stream.core.profile import Position, ProfileConfig, fold
 from stream.core.recommend import RecommendConfig, candidates
 from stream.workload import Workload
 
@@ -44,19 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rng = random.Random(args.seed)
     g = Workload(seed=args.seed, users=500)
-    cat, profiles = Catalog(), {}
-    for i, ev in enumerate(g.events(50_000)):
-        cat.update(ev["item_id"], ev["category"], ev["event_type"], ev["timestamp"])
-        profiles[ev["user_id"]] = fold(profiles.get(ev["user_id"]), ev, Position(0, i, 0), ProfileConfig())
+    cat, rel, profiles = fold_world(g, 50_000)
     users = list(profiles)
     cfg = RecommendConfig()
-    cands = {u: [c for c, _ in candidates(profiles[u], cat, cfg)] for u in users}
+    sets = {u: candidates(profiles[u], cat, rel, cfg) for u in users}
+    cands = {u: c.items for u, c in sets.items()}
+    dense = {u: {c.item(j): c.features_of(j) for j in range(len(c))} for u, c in sets.items()}
     feats = {u: user_features(profiles[u]) for u in users}
     truth = lambda u, item: CLICK_SCALE * float(g.user_prefs(u)[int(cat.category_of(item)[1:])])  # noqa: E731
 
     def x_of(u: str, item: str, with_ids: bool) -> dict:
-        x = pair_features(feats[u], cat.category_of(item), float(cat.pop_log([item])[0]),
-                          item in profiles[u]["last_items"])
+        x = pair_features(feats[u], cat.category_of(item), dense[u][item])
         if with_ids:
             x[f"u={u}"] = 1.0
             x[f"i={item}"] = 1.0

@@ -27,13 +27,8 @@ from stream.adapters.output import Output
 from stream.adapters.registry import ModelRegistry
 from stream.app.native import supported as native_supported
 from stream.config import Settings, core_config
-from stream.core.catalog import Catalog
-from stream.core.feedback import FeedbackJoin
 from stream.core.learn import variant_weights
-from stream.core.model import export, new_model
 from stream.core.profile import ProfileConfig
-from stream.core.recommend import RecommendConfig
-from stream.core.relations import ItemRelations
 from stream.errors import SerdeError, StreamError
 from stream.log import event, logging_config
 from stream.monitor import GcPauses, StageStats, registry_for
@@ -42,7 +37,7 @@ from stream.serde import SchemaRegistry
 from stream.stages.ingest import IngestStage
 from stream.stages.learn import LearnLoop
 from stream.stages.profile import ProfileStage
-from stream.stages.score import FeedbackStage, ModelSlot, Retrieval, RetrieveStage, ScoreStage
+from stream.stages.score import FeedbackStage, ModelSlot, RetrieveStage, ScoreStage, scoring_stages
 from stream.topology import Topology
 from stream.users import Flushed, UserStates
 
@@ -256,21 +251,13 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     m = settings.model
     slot = feedback = learn = score = retrieve = None
     if "score" in stages:
-        join = FeedbackJoin(window_ms=int(m.attribution_window_s * 1000))
-        slot = ModelSlot(m.name, export(new_model(m.learning_rate), version=0))
-        feedback = FeedbackStage(join, out, registry)
-        cfg = recommend_config(m)
-        retrieval = Retrieval(Catalog(m.catalog_half_life_s), relations_for(m))
-        score = ScoreStage(cfg, m.request_types, users, retrieval, slot, join, feedback, out, registry,
-                           join_served=m.served_feedback)
         sink = None
         if m.share_relations:
             from stream.app.relations import RelationBroadcast, new_origin  # noqa: PLC0415
-            origin = new_origin(worker_id)
-            sink = RelationBroadcast(out, registry, origin, partitions=topology.topic("relations.v1").partitions,
-                                     window=m.relations_window)
-        retrieve = RetrieveStage(cfg, users, retrieval, slot, score.stats, out, registry,
-                                 negatives=m.organic_negatives, organic_share=m.organic_share, sink=sink)
+            sink = RelationBroadcast(out, registry, new_origin(worker_id),
+                                     partitions=topology.topic("relations.v1").partitions, window=m.relations_window)
+        retrieve, feedback, score = scoring_stages(m, users, out, registry, sink=sink)
+        slot = score.slot
         handlers = handlers[:1] + [retrieve] + handlers[1:] + [feedback, score]
     stats = [h.stats for h in handlers if h.stats.stage != "retrieve"]
     models = ModelRegistry(settings.redis.url, m.hmac_key, registry, settings.redis.key_prefix)
@@ -313,20 +300,6 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
         topics = {name: app.topic(name, partitions=topology.topic(name).partitions, **raw) for name in SOURCES}
         wire_drift(w, drift, topics, app.topic("control.v1", partitions=topology.topic("control.v1").partitions, **raw))
     return w
-
-
-def recommend_config(m) -> RecommendConfig:  # noqa: ANN001 - stream.config.ModelSettings
-    from stream.core.recommend import POLICIES, RECONSUME  # noqa: PLC0415
-    from stream.errors import ConfigError  # noqa: PLC0415
-    if m.policy not in POLICIES:
-        raise ConfigError(f"model.policy {m.policy!r}: one of {', '.join(POLICIES)}")
-    if m.reconsume not in RECONSUME:
-        raise ConfigError(f"model.reconsume {m.reconsume!r}: one of {', '.join(RECONSUME)}")
-    return RecommendConfig(m.k, m.candidates, policy=m.policy, explore=m.explore, reconsume=m.reconsume)
-
-
-def relations_for(m) -> ItemRelations:  # noqa: ANN001 - stream.config.ModelSettings
-    return ItemRelations(width=m.relations_width, window=m.relations_window, half_life_s=m.relations_half_life_s)
 
 
 def _wire_common(w: Worker) -> None:

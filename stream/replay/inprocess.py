@@ -12,16 +12,13 @@ scorers poll the registry: the pipeline's releases come a little later).
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Callable
 
 from stream.config import Settings, core_config
-from stream.core.catalog import Catalog
-from stream.core.feedback import FeedbackJoin
 from stream.core.ingest import IngestConfig
 from stream.core.learn import Learner, variant_weights
 from stream.core.model import export, new_model
-from stream.core.profile import Position, ProfileConfig
+from stream.core.profile import ProfileConfig
 from stream.partitioning import partition_for
 from stream.replay.events import to_events
 from stream.replay.log import Interaction
@@ -29,7 +26,7 @@ from stream.runner import RawMessage, StageRunner
 from stream.serde import SchemaRegistry
 from stream.stages.ingest import IngestStage
 from stream.stages.profile import ProfileStage
-from stream.stages.score import FeedbackStage, ModelSlot, Retrieval, RetrieveStage, ScoreStage
+from stream.stages.score import scoring_stages
 from stream.topology import Topology
 from stream.users import UserStates
 
@@ -87,27 +84,20 @@ def run_in_process(rows: list[Interaction], min_rating: float | None, settings: 
     are spread over that many workers, each with retrieval state learned from its own
     partitions' events only (one learner, as in the pipeline)."""
     settings = replay_settings(settings, rows)
+    if policy is not None:
+        settings = settings.replace(model={"policy": policy})
     registry = SchemaRegistry(settings.paths.schemas_dir)
     partitions = Topology.load(settings.paths.topology).topic("clicks.v1").partitions
     m = settings.model
-    from stream.app.worker import recommend_config, relations_for  # noqa: PLC0415 - one source of the wiring
-    cfg = recommend_config(m)
-    if policy is not None:
-        cfg = replace(cfg, policy=policy)
     table, out, dlq = _Table(), _Out(), _DeadLetters()
     users = UserStates(table, registry)
-    slot = ModelSlot(m.name, export(new_model(m.learning_rate), version=0))
-    join = FeedbackJoin(window_ms=int(m.attribution_window_s * 1000))
-    feedback = FeedbackStage(join, out, registry)
+    slot = feedback = None  # one learner's scorer and one join, whatever the number of workers
     ingest = IngestStage(core_config(settings.ingest, IngestConfig), users, out, registry, "clicks.v1", partitions)
     profile = ProfileStage(core_config(settings.profile, ProfileConfig), users)
     runners, scores = [], []
     for _w in range(max(1, isolated_workers)):
-        retrieval = Retrieval(Catalog(m.catalog_half_life_s), relations_for(m))
-        score = ScoreStage(cfg, m.request_types, users, retrieval, slot, join, feedback, out, registry,
-                           join_served=m.served_feedback)
-        retrieve = RetrieveStage(cfg, users, retrieval, slot, score.stats, out, registry,
-                                 negatives=m.organic_negatives, organic_share=m.organic_share)
+        retrieve, feedback, score = scoring_stages(m, users, out, registry, slot=slot, feedback=feedback)
+        slot = score.slot
         runners.append(StageRunner([ingest, retrieve, profile, feedback, score], dlq, registry))
         scores.append(score)
     learner = Learner(new_model(m.learning_rate), m.name, 0, weights=variant_weights(m),

@@ -21,11 +21,13 @@ import numpy as np
 from stream.adapters.output import Output
 from stream.core.catalog import Catalog
 from stream.core.feedback import POSITIVE_TYPES, FeedbackJoin
-from stream.core.model import Scorer, pair_features, user_features
+from stream.core.model import Scorer, export, new_model, pair_features, user_features
 from stream.core.profile import TYPE_WEIGHT, Position, consumed, is_replay
-from stream.core.recommend import Candidates, Reconsumption, RecommendConfig, candidates, item_features, recommend, score
+from stream.core.recommend import (POLICIES, RECONSUME, Candidates, Reconsumption, RecommendConfig, candidates,
+                                   item_features, recommend, score)
 from stream.core.relations import ItemRelations
 from stream.core.rollout import RolloutState, serves_challenger
+from stream.errors import ConfigError
 from stream.monitor import StageStats
 from stream.runner import RawMessage
 from stream.serde import SchemaRegistry
@@ -277,3 +279,29 @@ class ScoreStage:
     def _wire(self, rec: dict) -> bytes:
         return self.registry.encode("Recommendation",
                                     dict(rec, items=[{k: v for k, v in it.items() if k != "rank"} for it in rec["items"]]))
+
+
+def recommend_config(m) -> RecommendConfig:  # noqa: ANN001 - stream.config.ModelSettings
+    """The recommender's parameters from the model settings (enumerated values checked)."""
+    if m.policy not in POLICIES:
+        raise ConfigError(f"model.policy {m.policy!r}: one of {', '.join(POLICIES)}")
+    if m.reconsume not in RECONSUME:
+        raise ConfigError(f"model.reconsume {m.reconsume!r}: one of {', '.join(RECONSUME)}")
+    return RecommendConfig(m.k, m.candidates, policy=m.policy, explore=m.explore, reconsume=m.reconsume)
+
+
+def scoring_stages(m, users: UserStates, out: Output, registry: SchemaRegistry, *,  # noqa: ANN001 - ModelSettings
+                   slot: ModelSlot | None = None, feedback: FeedbackStage | None = None,
+                   sink: RelationSink | None = None) -> tuple[RetrieveStage, FeedbackStage, ScoreStage]:
+    """One worker's retrieve, feedback and score handlers, wired from the model settings.
+    ``slot`` and ``feedback``: shared with another set (default: new ones)."""
+    cfg = recommend_config(m)
+    slot = slot or ModelSlot(m.name, export(new_model(m.learning_rate), version=0))
+    feedback = feedback or FeedbackStage(FeedbackJoin(window_ms=int(m.attribution_window_s * 1000)), out, registry)
+    relations = ItemRelations(width=m.relations_width, window=m.relations_window, half_life_s=m.relations_half_life_s)
+    retrieval = Retrieval(Catalog(m.catalog_half_life_s), relations)
+    score = ScoreStage(cfg, m.request_types, users, retrieval, slot, feedback.join, feedback, out, registry,
+                       join_served=m.served_feedback)
+    retrieve = RetrieveStage(cfg, users, retrieval, slot, score.stats, out, registry,
+                             negatives=m.organic_negatives, organic_share=m.organic_share, sink=sink)
+    return retrieve, feedback, score
