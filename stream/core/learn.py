@@ -23,6 +23,12 @@ def variant_weights(m) -> dict[str, float]:  # noqa: ANN001 - stream.config.Mode
     return {v: m.served_weight for v in ("champion", "challenger", "shadow", "blue")}
 
 
+def list_size(variant: str, k: int) -> int:
+    """How many labelled examples make up one list of ``variant``: ``k`` served items, except an
+    organic example, which stands alone (a pick or a sampled negative)."""
+    return 1 if variant == "organic" else k
+
+
 class VariantMetrics:
     """Rolling log loss, ROC AUC and CTR over the last ``window`` examples; hit-rate over recs."""
 
@@ -82,7 +88,7 @@ class Learner:
         self.variants.setdefault(variant, VariantMetrics(self.window)).update(p, y, rec_id, k)
         w = self.weights.get(source or variant, 1.0)
         if not self.frozen and w > 0:
-            self.model.learn_one(x, bool(y), w=w) if w != 1.0 else self.model.learn_one(x, bool(y))
+            self.model.learn_one(x, bool(y), w=w)
             self.examples += 1
             if self.average_over:
                 self._average()

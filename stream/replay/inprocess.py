@@ -16,7 +16,7 @@ from typing import Callable
 
 from stream.config import Settings, core_config
 from stream.core.ingest import IngestConfig
-from stream.core.learn import Learner, variant_weights
+from stream.core.learn import Learner, list_size, variant_weights
 from stream.core.model import export, new_model
 from stream.core.profile import ProfileConfig
 from stream.partitioning import partition_for
@@ -115,7 +115,7 @@ def run_in_process(rows: list[Interaction], min_rating: float | None, settings: 
             feedback.close_windows()
         for raw in out.take("feedback.v1"):
             fb = registry.decode("Feedback", raw)
-            learner.learn(fb["features"], fb["label"], fb["rec_id"], fb["variant"], 1 if fb["variant"] == "organic" else m.k)
+            learner.learn(fb["features"], fb["label"], fb["rec_id"], fb["variant"], list_size(fb["variant"], m.k))
             since_release += 1
         if since_release >= m.release_every_examples:
             slot.scorer = export(learner.serving_model(), slot.scorer.version + 1)

@@ -13,7 +13,7 @@ import time
 from stream.adapters.output import Output
 from stream.adapters.registry import ModelIntegrityError, ModelRegistry
 from stream.config import RolloutSettings
-from stream.core.learn import Learner
+from stream.core.learn import Learner, list_size
 from stream.core.model import new_model
 from stream.errors import SerdeError
 from stream.log import event
@@ -75,8 +75,7 @@ class LearnLoop:
             event(log, "feedback_undecodable", logging.WARNING, error=str(exc))
             return
         self.stats.count("in")
-        # an organic example stands alone (a pick or a sampled negative), not in a served list of k
-        k = 1 if fb["variant"] == "organic" else self.k
+        k = list_size(fb["variant"], self.k)
         p = self.learner.learn(fb["features"], fb["label"], fb["rec_id"], fb["variant"], k)
         if self.rollout is not None:
             self.rollout.observe(fb, p, k)
