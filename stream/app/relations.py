@@ -44,7 +44,6 @@ class RelationBroadcast:
         self.out, self.registry, self.origin, self.topic = out, registry, origin, topic
         self.partitions, self.batch, self.window = partitions, batch, window
         self.pending: list[dict] = []
-        self.sent = 0
         self._next = 0
         self._key, self._headers = origin.encode(), {ORIGIN_HEADER: origin.encode()}
 
@@ -60,7 +59,6 @@ class RelationBroadcast:
         value = self.registry.encode("Interactions", {"origin": self.origin, "events": self.pending})
         self.out.produce(self.topic, value, key=self._key, partition=self._next, headers=self._headers)
         self._next = (self._next + 1) % self.partitions
-        self.sent += len(self.pending)
         self.pending = []
 
 
@@ -103,6 +101,7 @@ class RelationFollower:
             self.folded += len(rec["events"])
         g = self.stats.gauges
         g["relations_folded_remote"] = float(self.folded)
+        g["relations_undecodable"] = float(self.skipped)
         return len(msgs)
 
     def close(self) -> None:
