@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
-from stream.config import Settings
+from stream.config import DEV_HMAC_KEY, Settings, production_problems
 from stream.errors import StreamError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -221,8 +221,11 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     for section in data.values():  # keys are shown as set or not, never in clear
         for name in SECRET_FIELDS:
             if name in section:
-                section[name] = "<set>" if section[name] else ""
+                value = section[name]
+                section[name] = "<development default>" if value == DEV_HMAC_KEY else "<set>" if value else ""
     _print_json(data)
+    for problem in production_problems(settings):
+        print(f"stream config: production mode: {problem}", file=sys.stderr)
     return 0
 
 

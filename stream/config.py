@@ -100,6 +100,9 @@ class FaustSettings:
     broker_commit_interval_s: float = 2.5
     data_dir: str = ""
     web_port: int = 6066
+    #: the worker's web server (/metrics, and Faust's own /table/ and /router/ pages) listens
+    #: here: loopback unless a deployment opens it (compose: 0.0.0.0 on its private network)
+    web_bind: str = "127.0.0.1"
     web_enabled: bool = True
     log_level: str = "info"
 
@@ -130,15 +133,19 @@ class ProfileSettings(ProfileConfig):
     rolling_flush: bool = True
     #: a cut every this long: each user changed since the last cut is written once per cut
     rolling_interval_s: float = 2.5
-    #: a cut's users are written evenly over this long (then delivered, fenced and released)
+    #: a cut's users are written evenly over this long (then delivered and released)
     rolling_spread_s: float = 1.5
+
+
+#: the registry key every checkout knows: accepted only in development mode
+DEV_HMAC_KEY = "stream-dev-registry-key"
 
 
 @dataclass(frozen=True)
 class ModelSettings:
     name: str = "reco"
     #: HMAC key of the model registry: a blob whose HMAC does not match is never unpickled
-    hmac_key: str = "stream-dev-registry-key"
+    hmac_key: str = DEV_HMAC_KEY
     #: event types that ask for recommendations
     request_types: tuple[str, ...] = ("recommend_request",)
     k: int = 10
@@ -219,6 +226,29 @@ class DriftSettings:
 
 
 @dataclass(frozen=True)
+class DeploySettings:
+    #: development (the embedded stack, the public development keys are accepted) | production
+    #: (a worker refuses to start without its own model.hmac_key and ingest.pseudonymise_key)
+    mode: str = "development"
+
+#: ``section.field`` -> the values it may take (checked when settings are loaded)
+CHOICES: dict[str, tuple[str, ...]] = {
+    # the embedded broker has no transactions, and exactly_once would skip the hook that
+    # writes the state before the offsets (stream.app.clicks)
+    "faust.processing_guarantee": ("at_least_once",),
+    "faust.log_level": ("debug", "info", "warning", "error", "critical"),
+    "deploy.mode": ("development", "production"),
+    "rollout.automation": ("auto", "manual"),
+}
+#: ``section.field`` -> inclusive (low, high) bounds
+RANGES: dict[str, tuple[float, float]] = {
+    "faust.web_port": (0, 65535), "stack.broker_port": (0, 65535), "stack.redis_port": (0, 65535),
+    "faust.broker_session_timeout_s": (0.1, 3600), "faust.broker_commit_interval_s": (0.01, 3600),
+    "monitor.interval_s": (0.05, 3600), "model.k": (1, 1000), "model.candidates": (1, 100_000),
+}
+
+
+@dataclass(frozen=True)
 class MonitorSettings:
     interval_s: float = 5.0
     worker_id: str = ""
@@ -237,6 +267,7 @@ class Settings:
     drift: DriftSettings = field(default_factory=DriftSettings)
     rollout: RolloutSettings = field(default_factory=RolloutSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    deploy: DeploySettings = field(default_factory=DeploySettings)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None,
@@ -328,7 +359,46 @@ def _build(cls: type[Settings], overrides: dict[str, dict[str, Any]]) -> Setting
             if fname not in types:
                 raise ConfigError(f"unknown setting {sname}.{fname}")
         built[sname] = scls(**{k: _coerce(v, types[k], f"{sname}.{k}") for k, v in values.items()})
-    return cls(**built)
+    settings = cls(**built)
+    check(settings)
+    return settings
+
+
+def check(settings: Settings) -> None:
+    """Raise ConfigError for a value outside its choices or range (see CHOICES, RANGES)."""
+    for where, allowed in CHOICES.items():
+        sname, fname = where.split(".")
+        value = getattr(getattr(settings, sname), fname)
+        if value not in allowed:
+            raise ConfigError(f"setting {where}: {value!r} is not one of: {', '.join(allowed)}")
+    for where, (low, high) in RANGES.items():
+        sname, fname = where.split(".")
+        value = getattr(getattr(settings, sname), fname)
+        if not low <= value <= high:
+            raise ConfigError(f"setting {where}: {value:g} is outside {low:g}..{high:g}")
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What keeps these settings from running outside the embedded stack (empty in development).
+
+    >>> production_problems(Settings.load(env={"STREAM_DEPLOY_MODE": "production"}))[0]
+    'model.hmac_key is the public development key: set STREAM_MODEL_HMAC_KEY to a secret of 32+ characters'
+    """
+    if settings.deploy.mode != "production":
+        return []
+    problems = []
+    key = settings.model.hmac_key
+    if key == DEV_HMAC_KEY or len(key) < 32:
+        what = "the public development key" if key == DEV_HMAC_KEY else "shorter than 32 characters"
+        problems.append(f"model.hmac_key is {what}: set STREAM_MODEL_HMAC_KEY to a secret of 32+ characters")
+    pkey = settings.ingest.pseudonymise_key
+    if len(pkey) < 32:
+        problems.append("ingest.pseudonymise_key is " + ("empty" if not pkey else "shorter than 32 characters") +
+                        ": set STREAM_INGEST_PSEUDONYMISE_KEY to a secret of 32+ characters (raw user ids "
+                        "would be stored)")
+    if pkey and pkey == key:
+        problems.append("ingest.pseudonymise_key and model.hmac_key are the same secret: use two")
+    return problems
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:

@@ -136,3 +136,43 @@ def read(bootstrap: str, topic: str, *, from_beginning: bool = True, max_message
                           msg.timestamp()[1], tuple(msg.headers() or ()))
     finally:
         consumer.close()
+
+
+def log_ends(bootstrap: str, reported: dict[tuple[str, int], int], timeout: float = 10.0) -> dict[tuple[str, int], int]:
+    """The offset after each partition's last record, found by reading, not by asking.
+
+    ``reported`` maps ``(topic, partition)`` to the end the broker's ListOffsets answered (the
+    watermark clients and Faust use). Kafka answers the log end; Tansu answers the start of
+    the partition's last record batch + 1, short of the end by the batch's other records
+    (measured: 8 records produced in one batch, end reported 1). One fetch from the reported
+    end - 1 returns that whole batch, and the fetch's end-of-partition event carries the
+    true end. Never below the reported end; raises :class:`BrokerError` when a partition does
+    not answer within ``timeout``.
+    """
+    ends = dict(reported)
+    todo = {tp: end for tp, end in reported.items() if end > 0}
+    if not todo:
+        return ends
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stream-log-ends", "enable.auto.commit": False,
+                         "enable.partition.eof": True, "fetch.wait.max.ms": 10, "auto.offset.reset": "latest"})
+    try:
+        consumer.assign([TopicPartition(t, p, end - 1) for (t, p), end in todo.items()])
+        deadline = time.monotonic() + timeout
+        while todo:
+            if time.monotonic() >= deadline:
+                raise BrokerError(f"reading the last batch of {', '.join(f'{t}[{p}]' for t, p in sorted(todo))} "
+                                  f"took over {timeout:g}s")
+            msg = consumer.poll(0.1)
+            if msg is None:
+                continue
+            tp = (msg.topic(), msg.partition())
+            if msg.error() is None:
+                ends[tp] = max(ends[tp], msg.offset() + 1)
+            elif msg.error().code() == KafkaError._PARTITION_EOF:
+                ends[tp] = max(ends[tp], msg.offset())
+                todo.pop(tp, None)
+            else:
+                raise BrokerError(f"reading the last batch of {tp[0]}[{tp[1]}]: {msg.error()}")
+    finally:
+        consumer.close()
+    return ends

@@ -15,7 +15,7 @@ from stream.adapters.redis_store import ProfileWriter
 from stream.app.direct import DirectTopic, install_direct_drain
 from stream.app.native import NativeSource, NativeSourceError
 from stream.app.rolling import RollingFlush
-from stream.app.worker import FENCE_KEY, Worker, die
+from stream.app.worker import Worker, die
 from stream.errors import StoreError, StreamError
 from stream.log import event
 from stream.runner import NO_HEADERS, FatalStageError, RawMessage
@@ -73,8 +73,8 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table, native: bool) -> N
     DirectTopic(app, source.name, source.partitions, deliver)
     if native:
         _wire_native(w, source, process_raw)
-    elif not install_direct_drain():
-        event(log, "direct_drain_unavailable", logging.WARNING, reason="not the Faust 0.15 drain loop")
+    else:
+        install_direct_drain()
     if w.rolling is None:  # the commits write the state: slices between them keep each commit short
         _wire_flush_slices(w)
 
@@ -86,7 +86,7 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table, native: bool) -> N
         try:
             while not app.should_stop:
                 await asyncio.sleep(interval)
-                if w.resync and not app.tables.recovery.in_recovery:
+                if w.resync:
                     _mark_all_changed(w, table)
                 batch, w.redis_pending = list(w.redis_pending.values()), {}
                 for start in range(0, len(batch), settings.profile.redis_batch):
@@ -110,8 +110,13 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table, native: bool) -> N
     async def on_assigned(app: faust.App, assigned: set, **kwargs: object) -> None:
         w.assigned = {tp.partition for tp in assigned if tp.topic == source.name}
         w.users.forget_partitions(lambda p: p in w.assigned)
-        w.resync = True  # after recovery, make Redis current for every user we now own
         event(log, "partitions_assigned", worker=w.worker_id, partitions=sorted(w.assigned))
+
+    @app.on_rebalance_complete.connect
+    async def on_recovered(app: faust.App, **kwargs: object) -> None:
+        """Faust has restored the table for this assignment: make Redis current for every user we own."""
+        w.resync = True
+        event(log, "recovered", worker=w.worker_id, partitions=sorted(w.assigned))
 
 
 def _wire_flush_slices(w: Worker) -> None:
@@ -162,8 +167,6 @@ def _mark_all_changed(w: Worker, table: faust.Table) -> None:
     w.resync = False
     n = 0
     for key, raw in list(table.data.items()):
-        if key == FENCE_KEY:
-            continue
         profile, used = w.registry.decode_prefix("UserProfile", raw)
         if profile["source_partition"] in w.assigned:
             user = profile["user_id"]

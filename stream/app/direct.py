@@ -29,6 +29,7 @@ from time import monotonic
 from typing import Any, Callable
 
 import faust
+from faust.transport.consumer import CONSUMER_FETCHING as _FETCHING
 from faust.transport.consumer import Consumer
 from faust.types import Message
 
@@ -142,13 +143,8 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
         self.diag.unset_flag(_FETCHING)
 
 
-_FETCHING = "FETCHING"  # faust.transport.consumer.CONSUMER_FETCHING
-
-
-def install_direct_drain() -> bool:
-    """Use the drain loop above for Faust's consumers, if this is the Faust it was written for."""
-    import faust.transport.consumer as fc
-    if not faust.__version__.startswith("0.15.") or getattr(fc, "CONSUMER_FETCHING", None) != _FETCHING:
-        return False
+def install_direct_drain() -> None:
+    """Use the drain loop above for Faust's consumers (the upstream loop it copies is checked by
+    :mod:`stream.app.compat` before a worker starts)."""
+    _drain_messages.__wrapped__ = getattr(Consumer._drain_messages, "__wrapped__", Consumer._drain_messages)  # type: ignore[attr-defined]
     Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
-    return True

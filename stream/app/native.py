@@ -45,20 +45,6 @@ from stream.runner import NO_HEADERS, RawMessage
 log = logging.getLogger("stream.worker")
 
 
-#: what of Faust's consumer the reader relies on (Faust 0.15's; checked before it is used)
-_FAUST_CONSUMER_NEEDS = ("ack", "_add_gap", "_new_offset", "perform_seek", "seek_to_committed", "verify_event_path",
-                         "_get_active_partitions", "_new_topicpartition")
-
-
-def supported() -> str | None:
-    """None if this Faust is the one the reader was written against; else why not."""
-    from faust.transport.consumer import Consumer as FaustConsumer  # noqa: PLC0415
-    if not faust.__version__.startswith("0.15."):
-        return f"written for Faust 0.15, this is {faust.__version__}"
-    missing = [a for a in _FAUST_CONSUMER_NEEDS if not hasattr(FaustConsumer, a)]
-    return f"Faust's consumer lacks {', '.join(missing)}" if missing else None
-
-
 class ExcludingSet(set):
     """Faust's set of active partitions, which never takes a partition of ``topic``.
 

@@ -15,9 +15,8 @@ A **cut** fixes a point in the stream, with nothing processed in between:
 Then the pending users are written a few at a time, evenly over ``rolling_spread_s``,
 with the event loop free between slices; a user written after the mark carries every
 change up to the mark, and maybe later ones, which its per-partition watermarks make
-harmless on a replay. When every pending user is written, the outputs are delivered and
-the changelog is fenced (:meth:`Worker.deliver_and_fence`) and only then is the mark
-released: Faust's next commit takes the offsets up to it. A rebalance in between moves the
+harmless on a replay. When every pending user is written, the outputs are delivered
+(:meth:`Worker.deliver`) and only then is the mark released: Faust's next commit takes the offsets up to it. A rebalance in between moves the
 reader's epoch: the cut stops writing (its users may belong to another worker now) and
 releases nothing; the next owner reads those messages again.
 
@@ -62,7 +61,7 @@ class RollingFlush:
                 await self.cut()
 
     async def cut(self) -> bool:
-        """One cut: mark, write its users paced over the spread, deliver, fence, release."""
+        """One cut: mark, write its users paced over the spread, deliver, release."""
         users, reader, stats = self.w.users, self.reader, self.w.stage("profile")
         t0 = self.clock()
         mark = self._last = reader.mark()
@@ -77,10 +76,7 @@ class RollingFlush:
             if behind > 0:
                 self.w.emit_flushed(users.flush_pending(self.slice_budget_s, behind))
             await asyncio.sleep(self.tick_s)
-        if total:
-            await self.w.deliver_and_fence()
-        else:  # no state written: only the other outputs (dead letters, recommendations) to wait for
-            await self.w.out.wait_delivered(self.w.out.last_seq)
+        await self.w.deliver()
         if reader.epoch != mark[0]:
             self.aborted += 1
             return False

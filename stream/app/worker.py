@@ -25,8 +25,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stream.adapters.dlq import KafkaDeadLetters
 from stream.adapters.output import Output
 from stream.adapters.registry import ModelRegistry
-from stream.app.native import supported as native_supported
-from stream.config import Settings, core_config
+from stream.app import compat
+from stream.config import Settings, core_config, production_problems
 from stream.core.learn import variant_weights
 from stream.core.profile import ProfileConfig
 from stream.errors import SerdeError, StreamError
@@ -47,8 +47,6 @@ STAGES = ("ingest", "profile", "feedback", "score", "learn", "drift")
 SIDE_STAGES = frozenset({"learn", "drift"})
 DEFAULT_STAGES = "ingest,profile,feedback,score,learn"
 EXIT_FATAL = 70
-#: changelog key of the fence records (never a user: ingest rejects control characters in ids)
-FENCE_KEY = b"\x00fence"
 
 
 def die(reason: str) -> None:
@@ -131,13 +129,10 @@ class Worker:
         """Right before Faust writes the offsets: write every user changed before the commit
         point, in slices of ``flush_slice_budget_ms`` with the loop free between them (events
         keep flowing: one encode-everything pass held the loop ~100 ms, a lag spike);
-        wait (without blocking the loop) until all of it is acknowledged, then fence.
+        wait (without blocking the loop) until all of it is acknowledged.
 
-        The fence is one record written to each owned changelog partition after the
-        committed state is acknowledged, so that state lies in earlier batches. Tansu reports
-        a partition's end as the start of its last batch + 1; without a later batch Faust's
-        recovery stopped early and restored a state older than the committed input (the
-        kill -9 test lost events).
+        (A recovery reads the changelog to its true end whatever batch it ends in:
+        :func:`stream.app.compat.install_true_changelog_ends`.)
         """
         if not self.commit_pending:
             return
@@ -150,16 +145,11 @@ class Worker:
             self.emit_flushed(self.users.flush_pending(budget))
             stats.max_output("commit_flush_ms_max", (time.perf_counter() - t) * 1000)
             await asyncio.sleep(0)
-        await self.deliver_and_fence()
+        await self.deliver()
         stats.max_output("commit_wait_ms_max", (time.perf_counter() - t0) * 1000)
 
-    async def deliver_and_fence(self) -> None:
-        """Wait until every output produced so far is acknowledged, then fence each owned
-        changelog partition (see :meth:`before_offsets`) and wait for the fences."""
-        await self.out.wait_delivered(self.out.last_seq)
-        changelog = self.users.table.changelog
-        for partition in self.assigned:
-            self.out.produce(changelog, b"", key=FENCE_KEY, partition=partition)
+    async def deliver(self) -> None:
+        """Wait until every output produced so far is acknowledged (raises StreamError if one failed)."""
         await self.out.wait_delivered(self.out.last_seq)
 
     def stage(self, name: str) -> StageStats:
@@ -185,22 +175,6 @@ async def decoded(w: Worker, stream: faust.StreamT, schema: str):  # noqa: ANN20
             event(log, "undecodable", logging.WARNING, schema=schema, error=str(exc))
 
 
-def tune_fetch_wait(ms: int) -> None:
-    """Faust hard-codes aiokafka's ``fetch_max_wait_ms=1500``; Tansu holds a fetch that long
-    when little data is waiting, which put ~1.5 s of lag on every event (measured). The
-    consumer keeps the value until it starts, so set ours right after Faust creates it."""
-    from faust.transport.drivers import aiokafka as driver
-    cls = driver.AIOKafkaConsumerThread
-    original = getattr(cls._create_worker_consumer, "__wrapped__", cls._create_worker_consumer)
-
-    def create(self, transport):  # noqa: ANN001, ANN202 - Faust's signature
-        consumer = original(self, transport)
-        consumer._fetch_max_wait_ms = ms
-        return consumer
-    create.__wrapped__ = original
-    cls._create_worker_consumer = create
-
-
 def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str | None = None) -> Worker:
     """Build the Faust app and wire the stages (nothing runs until the worker starts)."""
     unknown = set(stages) - set(STAGES)
@@ -215,6 +189,9 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
                           "monitored topics and starts from their newest records (its reference is what comes next)")
     if ("score" in stages) != ("feedback" in stages):
         raise StreamError("score and feedback share the join of recommendations and clicks: run both or neither")
+    compat.require()
+    if problems := production_problems(settings):
+        raise StreamError("refusing to start in production mode: " + "; ".join(problems))
     topology = Topology.load(settings.paths.topology)
     registry = SchemaRegistry(settings.paths.schemas_dir)
     clicks = topology.topic("clicks.v1")
@@ -227,22 +204,20 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     # feedback, changelogs when recovering): each of its fetches costs the broker and aiokafka's
     # thread CPU that the clicks path needs (20 ms doubled the p99 lag at 20k events/s)
     native = not side_only and f.native_clicks
-    if native and (unsupported := native_supported()):
-        event(log, "native_clicks_unavailable", logging.WARNING, reason=unsupported)
-        native = False
-    tune_fetch_wait(f.side_fetch_wait_ms if native else f.fetch_max_wait_ms)
+    compat.tune_fetch_wait(f.side_fetch_wait_ms if native else f.fetch_max_wait_ms)
     app = faust.App(
         f.app_id + ("-" + "-".join(sorted(stages)) if side_only else ""), broker=f"kafka://{settings.kafka.bootstrap_servers}", store="memory://",
         processing_guarantee=f.processing_guarantee, broker_session_timeout=f.broker_session_timeout_s,
         broker_heartbeat_interval=f.broker_heartbeat_interval_s, producer_linger=f.producer_linger_ms / 1000,
         broker_commit_every=f.broker_commit_every, broker_commit_interval=f.broker_commit_interval_s,
-        web_enabled=f.web_enabled, web_port=f.web_port, web_bind="0.0.0.0", datadir=datadir,
+        web_enabled=f.web_enabled, web_port=f.web_port, web_bind=f.web_bind, datadir=datadir,
         topic_partitions=clicks.partitions, key_serializer="raw", value_serializer="raw",
         table_cleanup_interval=3600.0, stream_wait_empty=False, worker_redirect_stdouts=False,
         consumer_auto_offset_reset="latest" if "drift" in stages else "earliest")
     out = Output(settings.kafka.bootstrap_servers, linger_ms=f.producer_linger_ms, client_id=f"stream-{worker_id}")
     if not side_only:
         table = app.Table(table_decl.name, partitions=table_decl.partitions, key_type=bytes, value_type=bytes)
+        compat.install_true_changelog_ends(die)
         users = UserStates(TableStore(table, out), registry)
     ingest_cfg = settings.ingest
     profile_cfg = core_config(settings.profile, ProfileConfig)
@@ -276,7 +251,7 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
                            d.idle_close_s, river_detectors(d.adwin_delta, d.page_hinkley_threshold),
                            attribution_ms=int(m.attribution_window_s * 1000))
         stats.append(drift.stats)
-    runner = StageRunner(handlers, KafkaDeadLetters(out, registry), registry) if handlers else None
+    runner = StageRunner(handlers, KafkaDeadLetters(out, registry, pseudonymise_key=ingest_cfg.pseudonymise_key), registry) if handlers else None
     w = Worker(settings, worker_id, app, out, None if side_only else users, runner, stats,
                {s.stage: topology.stage(s.stage).monitor for s in stats}, registry,
                models=models, slot=slot, feedback=feedback, learn=learn, score=score, retrieve=retrieve)

@@ -15,6 +15,7 @@ from stream.serde import SchemaRegistry
 from stream.users import UserStates
 
 #: set on events ingest re-produced to their user's partition: already validated and pseudonymised
+#: (with a pseudonymisation key the value is :func:`stream.core.ingest.forward_tag`: only ingest can make it)
 INGESTED_HEADER = "x-stream-ingested"
 OPTIONAL_FIELDS = ("session_id", "item_id", "category", "price", "dwell_ms", "device", "country")
 MISSING_KEYS = tuple((f, "missing." + f) for f in OPTIONAL_FIELDS)
@@ -37,13 +38,15 @@ class IngestStage:
         key = self.mix_keys.get(ev.get("event_type"), "unknown.event_type")
         inputs[key] = inputs.get(key, 0.0) + 1.0
         ingest.validate(ev, int(self.clock() * 1000), self.cfg)
-        if self.cfg.pseudonymise_key and INGESTED_HEADER not in msg.headers:
-            ev["user_id"] = ingest.pseudonymise(ev["user_id"], self.cfg.pseudonymise_key)
+        secret = self.cfg.pseudonymise_key
+        if secret and msg.headers.get(INGESTED_HEADER) != ingest.forward_tag(ev["user_id"], ev["event_id"], secret):
+            ev["user_id"] = ingest.pseudonymise(ev["user_id"], secret)
         user = ev["user_id"]
         owner = partition_for(user, self.partitions)
         if owner != pos.partition:  # mis-keyed (or pseudonymised): correct it, do not lose it
+            tag = ingest.forward_tag(user, ev["event_id"], secret) if secret else b"1"
             self.out.produce(self.topic, self.registry.encode_click(ev), key=user.encode(), partition=owner,
-                             headers={INGESTED_HEADER: b"1"})
+                             headers={INGESTED_HEADER: tag})
             stats.count("forwarded")
             return None
         st = self.users.get(user, pos.partition)

@@ -97,4 +97,15 @@ def test_config_shows_settings_but_never_keys():
                    check=True)
     cfg = json.loads(proc.stdout)
     assert cfg["ingest"]["max_skew_s"] == 5.0 and cfg["ingest"]["pseudonymise_key"] == "<set>"
-    assert "s3cret" not in proc.stdout and cfg["model"]["hmac_key"] == "<set>"
+    assert "s3cret" not in proc.stdout and cfg["model"]["hmac_key"] == "<development default>"
+
+
+def test_config_names_what_production_mode_would_refuse_and_rejects_values_outside_their_choices():
+    proc = run_cli("config", env={"STREAM_DEPLOY_MODE": "production"}, check=True)
+    assert "production mode: model.hmac_key is the public development key" in proc.stderr
+    assert "ingest.pseudonymise_key is empty" in proc.stderr
+    proc = run_cli("config", env={"STREAM_FAUST_PROCESSING_GUARANTEE": "exactly_once"})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "faust.processing_guarantee: 'exactly_once' is not one of: at_least_once" in proc.stderr
+    proc = run_cli("config", env={"STREAM_FAUST_WEB_PORT": "99999"})
+    assert proc.returncode != 0 and "faust.web_port: 99999 is outside 0..65535" in proc.stderr

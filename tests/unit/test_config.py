@@ -1,6 +1,6 @@
 import pytest
 
-from stream.config import Settings
+from stream.config import Settings, production_problems
 from stream.errors import ConfigError
 
 
@@ -55,3 +55,36 @@ def test_replace_coerces_and_keeps_other_sections():
     s = Settings.load(env={}).replace(stack={"broker_port": "1234"})
     assert s.stack.broker_port == 1234
     assert s.ingest == Settings.load(env={}).ingest
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"STREAM_FAUST_PROCESSING_GUARANTEE": "exactly_once"}, "faust.processing_guarantee: 'exactly_once' is not one of"),
+    ({"STREAM_FAUST_LOG_LEVEL": "loud"}, "faust.log_level: 'loud' is not one of: debug"),
+    ({"STREAM_DEPLOY_MODE": "prod"}, "deploy.mode: 'prod' is not one of: development, production"),
+    ({"STREAM_FAUST_WEB_PORT": "99999"}, "faust.web_port: 99999 is outside 0..65535"),
+    ({"STREAM_STACK_BROKER_PORT": "-1"}, "stack.broker_port: -1 is outside 0..65535"),
+    ({"STREAM_MODEL_K": "0"}, "model.k: 0 is outside 1..1000"),
+])
+def test_values_outside_their_choices_or_range_are_refused_when_loaded(env, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.load(env=env)
+
+
+def test_production_mode_names_every_missing_secret_and_accepts_real_ones():
+    prod = {"STREAM_DEPLOY_MODE": "production"}
+    problems = production_problems(Settings.load(env=prod))
+    assert len(problems) == 2 and "model.hmac_key is the public development key" in problems[0]
+    assert "ingest.pseudonymise_key is empty" in problems[1]
+    same = {**prod, "STREAM_MODEL_HMAC_KEY": "x" * 40, "STREAM_INGEST_PSEUDONYMISE_KEY": "x" * 40}
+    assert production_problems(Settings.load(env=same)) == [
+        "ingest.pseudonymise_key and model.hmac_key are the same secret: use two"]
+    good = {**prod, "STREAM_MODEL_HMAC_KEY": "h" * 40, "STREAM_INGEST_PSEUDONYMISE_KEY": "p" * 40}
+    assert production_problems(Settings.load(env=good)) == []
+    assert production_problems(Settings.load(env={})) == []  # development: the embedded stack's defaults
+
+
+def test_a_production_worker_with_the_development_key_does_not_start():
+    from stream.app.worker import build
+    from stream.errors import StreamError
+    with pytest.raises(StreamError, match="refusing to start in production mode: model.hmac_key"):
+        build(Settings.load(env={"STREAM_DEPLOY_MODE": "production"}), ("ingest", "profile"), "w")

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 
 from confluent_kafka import OFFSET_BEGINNING
 
-import faust
 
 from stream.app import native
 from stream.app.native import ExcludingSet, NativeSource
@@ -231,12 +230,3 @@ def test_lag_counts_messages_behind_the_cached_high_watermark():
     reading(src, {0: 5, 1: 2})
     src._consumer.high = {0: 9, 1: 2}
     assert src.lag() == 4
-
-
-def test_the_reader_is_used_only_on_the_faust_it_was_written_for(monkeypatch):
-    assert native.supported() is None  # the pinned Faust
-    monkeypatch.setattr(faust, "__version__", "0.16.0")
-    assert "0.16.0" in native.supported()
-    monkeypatch.setattr(faust, "__version__", "0.15.9")
-    monkeypatch.setattr(native, "_FAUST_CONSUMER_NEEDS", native._FAUST_CONSUMER_NEEDS + ("_gone",))
-    assert "_gone" in native.supported()

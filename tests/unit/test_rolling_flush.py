@@ -41,12 +41,11 @@ class FakeWorker:
     def __init__(self, users: UserStates, log: list) -> None:
         self.users, self.log = users, log
         self.app = SimpleNamespace(should_stop=False)
-        self.out = SimpleNamespace(last_seq=0, wait_delivered=self._wait)
         self.stats = StageStats("profile")
         self.rolling = None
         self.emitted: list[list[str]] = []
 
-    async def _wait(self, upto: int) -> None:
+    async def deliver(self) -> None:
         self.log.append("delivered")
 
     def stage(self, name: str) -> StageStats:
@@ -56,9 +55,6 @@ class FakeWorker:
         self.emitted.append([f.user_id for f in flushed])
         self.log.append(("written", len(flushed)))
         return len(flushed)
-
-    async def deliver_and_fence(self) -> None:
-        self.log.append("fenced")
 
 
 class Clock:
@@ -96,7 +92,7 @@ def test_a_cut_writes_its_users_spread_out_then_delivers_then_releases_its_mark(
     written = [u for batch in w.emitted for u in batch]
     assert sorted(written) == sorted(f"u{i}" for i in range(20))  # each once
     assert len(w.emitted) >= 5 and max(len(b) for b in w.emitted) <= 5  # spread: ~2 per 10 ms over 100 ms
-    assert log[-1] == "fenced" and reader.released == [(0, 7)]  # released only after delivery and fence
+    assert log[-1] == "delivered" and reader.released == [(0, 7)]  # released only after delivery
     assert not users.pending and not users.dirty
     assert rolling.cuts == 1 and w.stats.outputs["cut_users"] == 20
 
@@ -126,12 +122,12 @@ def test_a_rebalance_during_a_cut_stops_it_and_releases_nothing():
         return await task
 
     assert asyncio.run(cut_with_rebalance()) is False
-    assert reader.released == [] and "fenced" not in log
+    assert reader.released == [] and "delivered" not in log
     assert users.pending  # the rest is left to the next cut (the partitions may be another worker's)
     assert rolling.aborted == 1
 
 
-def test_a_cut_with_no_changed_user_waits_for_outputs_but_writes_no_fence():
+def test_a_cut_with_no_changed_user_still_waits_for_the_other_outputs():
     users, w, reader, rolling, log = setup(n_users=0)
     reader.handed = 4  # e.g. every message was a duplicate or a dead letter
     assert asyncio.run(rolling.cut())

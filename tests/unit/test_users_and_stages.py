@@ -5,6 +5,7 @@ from stream.core.profile import Position, ProfileConfig
 from stream.partitioning import partition_for
 from stream.runner import RawMessage
 from stream.serde import SchemaRegistry
+from stream.core import ingest as ingest_core
 from stream.stages.ingest import INGESTED_HEADER, IngestStage
 from stream.stages.profile import ProfileStage
 from stream.users import UserStates
@@ -179,6 +180,21 @@ def test_pseudonymised_ids_never_reach_the_profile_in_clear():
     assert all(REG.decode_clicks(v)[1]["user_id"].startswith("p_") for *_, v in out.sent)
 
 
+def test_only_ingest_s_own_forward_header_skips_pseudonymisation():
+    table, out, users, ing, prof = stages(pseudonymise_key="secret")
+    ev = events(1)[0]
+    raw_user, part = ev["user_id"], partition_for(ev["user_id"], 4)
+    forged = {INGESTED_HEADER: b"1"}  # an upstream claiming the event was ingested already
+    ing.handle(ev, Position(part, 0, 0), RawMessage("clicks.v1", part, 0, None, b"", forged))
+    assert ev["user_id"] == ingest_core.pseudonymise(raw_user, "secret")
+    # what ingest forwards carries a keyed tag, and is not pseudonymised a second time
+    forwarded = {**events(2)[1], "user_id": ev["user_id"]}
+    owner = partition_for(forwarded["user_id"], 4)
+    tag = ingest_core.forward_tag(forwarded["user_id"], forwarded["event_id"], "secret")
+    ing.handle(forwarded, Position(owner, 1, 0), RawMessage("clicks.v1", owner, 1, None, b"", {INGESTED_HEADER: tag}))
+    assert forwarded["user_id"] == ev["user_id"]
+
+
 def test_input_metrics_count_missing_fields_and_mix():
     table, out, users, ing, prof = stages()
     for i, ev in enumerate(events(50)):
@@ -197,3 +213,15 @@ def test_max_output_keeps_the_window_maximum_not_a_sum():
     assert s.outputs["commit_flush_ms_max"] == 40.0
     assert s.snapshot("w")["outputs"]["commit_flush_ms_max"] == 40.0
     assert "commit_flush_ms_max" not in s.outputs  # a new window starts empty
+
+
+def test_dead_letters_carry_the_pseudonymised_key_when_ingest_pseudonymises():
+    from stream.adapters.dlq import KafkaDeadLetters
+    from stream.errors import ValidationError
+    out = ListOut()
+    msg = RawMessage("clicks.v1", 1, 9, b"alice", b"bad")
+    KafkaDeadLetters(out, REG, pseudonymise_key="secret").send("ingest", ValidationError("r", "m"), "r", msg, b"bad", 0)
+    KafkaDeadLetters(out, REG).send("ingest", ValidationError("r", "m"), "r", msg, b"bad", 0)
+    (_, keyed, *_, value), (_, plain, *_) = out.sent
+    assert keyed == ingest_core.pseudonymise("alice", "secret").encode() and plain == b"alice"
+    assert REG.decode("DeadLetter", value)["key"] == keyed
