@@ -89,6 +89,13 @@ def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
         note = f"  ({r.note})" if r.note else ""
         print(f"{state:8s} {t.name:28s} partitions={t.partitions} cleanup={t.cleanup}{note}")
     print(f"{created} topic(s) created, {len(results) - created} already existed, on {bootstrap}")
+    wrong = [r for r in results if r.note]
+    if wrong:  # a topic with other partitions than declared breaks the co-partitioning of the stages
+        print(f"stream topics create: error: {len(wrong)} topic(s) exist with other partition counts than the "
+              f"topology's ({', '.join(r.topic for r in wrong)}): delete and recreate them (on the embedded "
+              f"stack: `stream down && stream up && stream topics create`, before any worker starts)",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -104,8 +111,8 @@ def cmd_topics_list(args: argparse.Namespace, settings: Settings) -> int:
         rows.append({"topic": name, "partitions": have.get(name),
                      "declared_partitions": declared.partitions if declared else None,
                      "schema": declared.value if declared else None,
-                     "state": "ok" if declared and name in have else
-                     ("missing" if declared else "undeclared")})
+                     "state": ("ok" if have[name] == declared.partitions else "partitions_mismatch")
+                     if declared and name in have else ("missing" if declared else "undeclared")})
     if args.json:
         for row in rows:
             _print_json(row)
@@ -113,6 +120,11 @@ def cmd_topics_list(args: argparse.Namespace, settings: Settings) -> int:
     for r in rows:
         print(f"{r['topic']:32s} partitions={r['partitions'] if r['partitions'] is not None else '-':<3} "
               f"schema={r['schema'] or '-':16s} {r['state']}")
+    bad = [r["topic"] for r in rows if r["state"] in ("missing", "partitions_mismatch")]
+    if bad:
+        print(f"stream topics list: error: {len(bad)} declared topic(s) missing or with other partition counts "
+              f"than the topology's: {', '.join(bad)}", file=sys.stderr)
+        return 1
     return 0
 
 

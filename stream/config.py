@@ -44,6 +44,8 @@ class KafkaSettings:
     #: bootstrap servers; empty means "the embedded stack recorded in stack.state_dir"
     bootstrap_servers: str = ""
     client_id: str = "stream"
+    #: a worker whose broker has not answered for this long exits 70 with the remedy
+    outage_limit_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,9 @@ class RedisSettings:
     #: redis:// URL; empty means "the embedded stack recorded in stack.state_dir"
     url: str = ""
     key_prefix: str = "stream:"
+    #: profiles wait (newest per user) and writes are retried while Redis is down; a worker
+    #: exits 70 only when it has been down longer than this
+    outage_limit_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -252,6 +257,8 @@ RANGES: dict[str, tuple[float, float]] = {
 class MonitorSettings:
     interval_s: float = 5.0
     worker_id: str = ""
+    #: /ready answers 503 while the worker is more than this many messages behind
+    ready_max_lag: int = 10_000
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,47 @@ class LogfmtFormatter(logging.Formatter):
         return " ".join(parts)
 
 
+class Repeats(logging.Filter):
+    """Lets a client library's repeated line through ``burst`` times per ``window_s`` and then
+    says how many it held back (aiokafka logged ~40 identical lines/s with its broker gone).
+    The project's own events are rate-limited where they are made, and always pass.
+
+    >>> f, clock = Repeats(burst=2, window_s=60, clock=lambda: now[0]), None
+    >>> now = [0.0]
+    >>> rec = lambda: logging.LogRecord("aiokafka", logging.ERROR, "", 0, "Unable connect", None, None)
+    >>> [f.filter(rec()) for _ in range(4)]
+    [True, True, False, False]
+    >>> now[0] = 61.0
+    >>> r = rec(); f.filter(r), r.getMessage()
+    (True, 'Unable connect [2 more like it in the last 60s]')
+    """
+
+    def __init__(self, burst: int = 3, window_s: float = 60.0, clock: Any = time.monotonic) -> None:
+        super().__init__()
+        self.burst, self.window_s, self.clock = burst, window_s, clock
+        self.seen: dict[tuple[str, Any], list] = {}  # (logger, template) -> [window start, passed, held]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("stream"):
+            return True
+        key = (record.name, record.msg)
+        now = self.clock()
+        state = self.seen.get(key)
+        if state is None or now - state[0] >= self.window_s:
+            held = state[2] if state else 0
+            self.seen[key] = [now, 1, 0]
+            if held:
+                record.msg = f"{record.msg} [{held} more like it in the last {self.window_s:.0f}s]"
+            if len(self.seen) > 10_000:  # templates, not values: never grows far; bounded anyway
+                self.seen.clear()
+            return True
+        if state[1] < self.burst:
+            state[1] += 1
+            return True
+        state[2] += 1
+        return False
+
+
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one structured event: ``event(log, "topic_created", topic="clicks.v1")``."""
     logger.log(level, name, extra={"fields": fields})
@@ -58,6 +99,7 @@ def configure(level: str = "info", stream: Any = None) -> None:
     """Route every logger through logfmt on stderr; quiet the chatty client libraries."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(LogfmtFormatter())
+    handler.addFilter(Repeats())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -70,6 +112,8 @@ def logging_config(level: str) -> dict:
     """The same logfmt routing as a ``logging.config`` dict (what a Faust worker takes)."""
     return {"version": 1, "disable_existing_loggers": False,
             "formatters": {"logfmt": {"()": LogfmtFormatter}},
-            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "logfmt", "stream": "ext://sys.stderr"}},
+            "filters": {"repeats": {"()": Repeats}},
+            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "logfmt", "stream": "ext://sys.stderr",
+                                    "filters": ["repeats"]}},
             "root": {"level": level.upper(), "handlers": ["stderr"]},
             "loggers": {name: {"level": "WARNING"} for name in ("aiokafka", "faust", "mode", "kafka")}}

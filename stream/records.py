@@ -134,6 +134,7 @@ class ModelRelease:
     blob_sha256: str
     blob_hmac: str
     parent_version: Optional[int] = None
+    blob: Optional[bytes] = None
 
 
 @dataclass(slots=True)

@@ -12,6 +12,9 @@ from stream.runner import RawMessage
 from stream.serde import SchemaRegistry
 
 log = logging.getLogger("stream.dlq")
+#: raw bytes kept in a dead letter at most (the rest is cut, and the message says so): a dead
+#: letter must fit in one broker message (1 MB by default) however large the rejected input
+MAX_RAW_BYTES = 256 * 1024
 
 
 class KafkaDeadLetters:
@@ -29,7 +32,11 @@ class KafkaDeadLetters:
 
     def send(self, stage: str, exc: BaseException, reason: str, msg: RawMessage, raw: bytes,
              batch_index: int | None) -> None:
-        record = {"stage": stage, "error_class": type(exc).__name__, "reason": reason, "message": str(exc)[:2000],
+        message = str(exc)[:2000]
+        if len(raw) > MAX_RAW_BYTES:
+            message += f" [raw cut to its first {MAX_RAW_BYTES} of {len(raw)} bytes]"
+            raw = raw[:MAX_RAW_BYTES]
+        record = {"stage": stage, "error_class": type(exc).__name__, "reason": reason, "message": message,
                   "source_topic": msg.topic, "source_partition": msg.partition, "source_offset": msg.offset,
                   "batch_index": batch_index, "key": self.key(msg.key), "raw": raw, "failed_at": int(time.time() * 1000)}
         self.out.produce(self.topic, self.registry.encode("DeadLetter", record), key=record["key"])

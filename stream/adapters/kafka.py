@@ -17,6 +17,11 @@ from stream.errors import BrokerError
 from stream.topology import Topic, Topology
 
 
+#: librdkafka settings for clients inside a worker: connection failures reach the caller (an
+#: error callback or an error message, logged rate-limited there), not stderr line by line
+QUIET = {"log_level": 2, "log.connection.close": False}
+
+
 def admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap})
 
@@ -154,7 +159,8 @@ def log_ends(bootstrap: str, reported: dict[tuple[str, int], int], timeout: floa
     if not todo:
         return ends
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stream-log-ends", "enable.auto.commit": False,
-                         "enable.partition.eof": True, "fetch.wait.max.ms": 10, "auto.offset.reset": "latest"})
+                         "enable.partition.eof": True, "fetch.wait.max.ms": 10, "auto.offset.reset": "latest",
+                         **QUIET})
     try:
         consumer.assign([TopicPartition(t, p, end - 1) for (t, p), end in todo.items()])
         deadline = time.monotonic() + timeout

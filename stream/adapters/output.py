@@ -13,8 +13,9 @@ import logging
 import time
 from typing import Mapping
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
+from stream.adapters.kafka import QUIET
 from stream.errors import BrokerError
 from stream.log import event
 
@@ -29,7 +30,14 @@ class Output:
             "bootstrap.servers": bootstrap, "client.id": client_id, "linger.ms": linger_ms,
             "batch.num.messages": 10_000, "queue.buffering.max.messages": 2_000_000,
             "queue.buffering.max.kbytes": 1_048_576, "enable.idempotence": False, "acks": "all",
-            "error_cb": self._on_error})
+            # connection errors reach error_cb (logged below, rate-limited); librdkafka's own
+            # stderr lines for them (one per retry) are left out
+            "error_cb": self._on_error, **QUIET})
+        self.bootstrap = bootstrap
+        #: since when no broker has answered (None: connected, or never failed)
+        self.broker_down_since: float | None = None
+        self._errors_logged = 0
+        self._errors = 0
         self.failed = 0
         self.sent = 0
         self._last_error: str | None = None
@@ -40,13 +48,31 @@ class Output:
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
             self._last_error = str(err)
-        event(log, "producer_error", logging.WARNING, error=str(err))
+        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT) and self.broker_down_since is None:
+            self.broker_down_since = time.monotonic()
+        self._errors += 1
+        if self._errors <= 5 or self._errors % 100 == 0:  # greppable, never a flood
+            event(log, "producer_error", logging.WARNING, error=str(err), errors=self._errors)
 
     def _acked(self, seq: int, err: KafkaError | None) -> None:
         self._unacked.pop(seq, None)
         if err is not None:
             self.failed += 1
             self._last_error = str(err)
+        else:
+            self.broker_down_since = None
+
+    def broker_answers(self, timeout: float = 2.0) -> bool:
+        """Ask the broker for metadata (blocking up to ``timeout``): an idle producer hears of
+        no failure by itself. Sets or clears :attr:`broker_down_since`."""
+        try:
+            self._producer.list_topics(timeout=timeout)
+        except KafkaException:
+            if self.broker_down_since is None:
+                self.broker_down_since = time.monotonic()
+            return False
+        self.broker_down_since = None
+        return True
 
     def produce(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None,
                 headers: Mapping[str, bytes] | None = None) -> None:

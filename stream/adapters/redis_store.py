@@ -10,6 +10,7 @@ two workers during a rebalance never move a profile backwards.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Sequence
 
 import redis
@@ -37,6 +38,13 @@ return written
 """
 
 
+#: KEYS = [generation key]; ARGV = [a new token]: the token set once per Redis lifetime
+GENERATION = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"""
+
+
 def profile_key(prefix: str, user_id: str) -> str:
     return f"{prefix}profile:{user_id}"
 
@@ -48,6 +56,15 @@ class ProfileWriter:
         self.client = aredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self.prefix = prefix
         self._script = self.client.register_script(WRITE_IF_NEWER)
+        self._generation = self.client.register_script(GENERATION)
+
+    async def generation(self) -> str:
+        """The token of this Redis's data: set by the first writer, new after Redis lost its data."""
+        try:
+            value = await self._generation(keys=[f"{self.prefix}generation"], args=[uuid.uuid4().hex])
+        except (redis.RedisError, OSError) as exc:
+            raise StoreError(f"Redis did not answer: {exc}") from exc
+        return value.decode() if isinstance(value, bytes) else str(value)
 
     async def write(self, profiles: Sequence[Flushed]) -> tuple[int, float]:
         """Write profiles in one call; returns (how many were newer, seconds taken)."""

@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from stream.errors import StoreError, StreamError
+from stream.errors import SerdeError, StoreError, StreamError
 from stream.serde import SchemaRegistry
 
 
@@ -52,22 +52,51 @@ class ModelRegistry:
         return hashlib.sha256(blob).hexdigest(), hmac.new(self.key, blob, hashlib.sha256).hexdigest()
 
     def release(self, name: str, model: Any, *, family: str, parent: int | None, examples: int,
-                metrics: dict[str, float], pointer: str | None = "latest") -> dict:
+                metrics: dict[str, float], pointer: str | None = "latest", min_version: int = 0) -> dict:
         """Store a new version of ``model`` and point ``pointer`` at it (None: only store it,
-        e.g. a candidate trained offline); returns its ModelRelease record."""
+        e.g. a candidate trained offline); returns its ModelRelease record. The version is
+        at least ``min_version`` (a learner that outlived a registry reset keeps counting up)."""
         blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
         sha, mac = self.sign(blob)
         version = int(self._call(self.client.incr, self._k(name, "seq")))
+        if version < min_version:
+            self._call(self.client.set, self._k(name, "seq"), min_version)
+            version = min_version
         rec = {"model_name": name, "version": version, "parent_version": parent, "family": family,
                "created": int(time.time() * 1000), "examples_seen": int(examples),
                "metrics": {k: float(v) for k, v in metrics.items()}, "blob_key": self._k(name, "v", version),
-               "blob_sha256": sha, "blob_hmac": mac}
+               "blob_sha256": sha, "blob_hmac": mac, "blob": None}
         pipe = self.client.pipeline(transaction=True)
         pipe.set(rec["blob_key"], blob)
         pipe.set(self._k(name, "release", version), self.serde.encode("ModelRelease", rec))
         pipe.zadd(self._k(name, "versions"), {str(version): version})
         if pointer:
             pipe.set(self._k(name, pointer), version)
+        self._call(pipe.execute)
+        return rec
+
+    def blob(self, release: dict) -> bytes | None:
+        return self._call(self.client.get, release["blob_key"])
+
+    def restore(self, release: dict) -> dict:
+        """Put a release carried with its blob (from models.v1) back into a registry that lost
+        it, as the latest; refused (ModelIntegrityError) unless the blob's HMAC is this
+        deployment's. Returns the release as the registry keeps it (no blob)."""
+        blob = release.get("blob")
+        sha, mac = self.sign(blob or b"")
+        if not blob or sha != release["blob_sha256"] or not hmac.compare_digest(mac, release["blob_hmac"]):
+            raise ModelIntegrityError(f"model {release['model_name']} v{release['version']} on models.v1: blob "
+                                      f"missing or not signed with this registry key; not restored")
+        name, version = release["model_name"], release["version"]
+        rec = {**release, "blob": None}
+        seq = self._call(self.client.get, self._k(name, "seq"))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(rec["blob_key"], blob)
+        pipe.set(self._k(name, "release", version), self.serde.encode("ModelRelease", rec))
+        pipe.zadd(self._k(name, "versions"), {str(version): version})
+        pipe.set(self._k(name, "latest"), version)
+        if seq is None or int(seq) < version:  # the next release gets a new version number
+            pipe.set(self._k(name, "seq"), version)
         self._call(pipe.execute)
         return rec
 
@@ -131,3 +160,24 @@ class ModelRegistry:
 
     def close(self) -> None:
         self.client.close()
+
+
+def newest_release(bootstrap: str, serde: SchemaRegistry, name: str, topic: str = "models.v1",
+                   timeout: float = 30.0) -> dict | None:
+    """The newest release of ``name`` on ``topic`` that carries its blob (None if there is none).
+
+    The topic is compacted on Kafka (one record per model); Tansu keeps every record, so this
+    reads them all, once, when a learner starts with an empty registry."""
+    from stream.adapters.kafka import read  # noqa: PLC0415 - only the learner's start needs Kafka
+
+    best = None
+    for msg in read(bootstrap, topic, idle_timeout=1.0, deadline=time.monotonic() + timeout):
+        if msg.key != name.encode() or msg.value is None:
+            continue
+        try:
+            rec = serde.decode("ModelRelease", msg.value)
+        except SerdeError:
+            continue
+        if rec.get("blob") and (best is None or rec["version"] > best["version"]):
+            best = rec
+    return best

@@ -13,7 +13,9 @@ from faust.types import Message
 
 from stream.adapters.redis_store import ProfileWriter
 from stream.app.direct import DirectTopic, install_direct_drain
+from stream.app.health import down_for
 from stream.app.native import NativeSource, NativeSourceError
+from stream.app.redis_sync import ProfileSync
 from stream.app.rolling import RollingFlush
 from stream.app.worker import Worker, die
 from stream.errors import StoreError, StreamError
@@ -80,20 +82,23 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table, native: bool) -> N
 
     @app.task
     async def redis_writer() -> None:
+        """Redis written behind the table (stream.app.redis_sync): an outage shorter than
+        redis.outage_limit_s only delays it."""
         writer = ProfileWriter(settings.redis.url, settings.redis.key_prefix)
+        sync = ProfileSync(w.redis_pending, w.stage("profile"), batch=settings.profile.redis_batch,
+                           outage_limit_s=settings.redis.outage_limit_s)
+        w.health.add("redis", lambda: down_for(sync.outage.since))
         interval = settings.profile.redis_flush_interval_s
-        stats = w.stage("profile")
         try:
             while not app.should_stop:
-                await asyncio.sleep(interval)
-                if w.resync:
+                await asyncio.sleep(sync.delay_s or interval)
+                if w.resync or sync.resync_needed:
+                    sync.resync_needed = False
                     _mark_all_changed(w, table)
-                batch, w.redis_pending = list(w.redis_pending.values()), {}
-                for start in range(0, len(batch), settings.profile.redis_batch):
-                    chunk = batch[start:start + settings.profile.redis_batch]
-                    written, seconds = await _write_with_retry(writer, chunk)
-                    stats.add_output("redis_writes", written)
-                    stats.max_output("redis_write_ms_max", seconds * 1000)
+                try:
+                    await sync.step(writer)
+                except StoreError as exc:
+                    die(str(exc))
         finally:
             await writer.close()
 
@@ -174,15 +179,3 @@ def _mark_all_changed(w: Worker, table: faust.Table) -> None:
                 w.redis_pending[user] = Flushed(user, profile["source_partition"], profile["version"], raw[:used])
                 n += 1
     event(log, "redis_resync", worker=w.worker_id, profiles=n)
-
-
-async def _write_with_retry(writer: ProfileWriter, chunk: list[Flushed], attempts: int = 5) -> tuple[int, float]:
-    for attempt in range(1, attempts + 1):
-        try:
-            return await writer.write(chunk)
-        except StoreError as exc:
-            if attempt == attempts:
-                die(f"Redis unavailable after {attempts} attempts: {exc}")
-            event(log, "redis_retry", logging.WARNING, attempt=attempt, error=str(exc))
-            await asyncio.sleep(0.2 * 2 ** attempt)
-    return 0, 0.0

@@ -39,6 +39,7 @@ from typing import Any, Callable
 import faust
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
+from stream.adapters.kafka import QUIET
 from stream.log import event
 from stream.runner import NO_HEADERS, RawMessage
 
@@ -90,7 +91,9 @@ class NativeSource:
             "fetch.wait.max.ms": fetch_wait_ms, "fetch.min.bytes": 1,
             "queued.max.messages.kbytes": 16384,  # prefetch at most 16 MB (librdkafka's default: 64 MB)
             "client.id": f"{app.conf.id}-native",
+            **QUIET,  # connection errors come back from consume() (logged there, rate-limited)
         }
+        self._errors = 0
         self._factory = consumer_factory
         self._consumer: Any = None
         self._faust: Any = None            # Faust's consumer, once it exists
@@ -293,7 +296,10 @@ class NativeSource:
     def _consume_error(self, err: KafkaError) -> None:
         if err.fatal():
             raise NativeSourceError(f"reading {self.topic} failed: {err.str()}")
-        event(log, "native_consume_error", logging.WARNING, topic=self.topic, error=err.str(), code=err.code())
+        self._errors += 1
+        if self._errors <= 5 or self._errors % 100 == 0:  # greppable, never a flood
+            event(log, "native_consume_error", logging.WARNING, topic=self.topic, error=err.str(), code=err.code(),
+                  errors=self._errors)
 
     def lag(self) -> int | None:
         """Messages behind the log end over the partitions being read (None before reading starts)."""

@@ -9,6 +9,8 @@ import time
 import faust
 
 from stream.adapters.registry import ModelIntegrityError
+from stream.app.health import down_for
+from stream.app.redis_sync import Outage
 from stream.app.worker import Worker, decoded, die
 from stream.core.model import export
 from stream.core.rollout import RolloutState
@@ -137,23 +139,42 @@ def wire_learning(w: Worker, topic: faust.TopicT, control: faust.TopicT, alerts:
             except Exception as exc:
                 die(f"unexpected {type(exc).__name__} applying a drift alarm: {exc}")
 
+    outage = Outage("learner", w.settings.redis.outage_limit_s)
+    w.health.add("registry", lambda: down_for(outage.since))
+
     @app.agent(topic, name="learn")
     async def learner(stream: faust.StreamT) -> None:
-        try:
-            await asyncio.to_thread(locked, learn.start)
-        except Exception as exc:
-            die(f"learner could not start: {type(exc).__name__}: {exc}")
+        while True:  # the registry lives in Redis: wait (bounded) for it
+            try:
+                await asyncio.to_thread(locked, learn.start)
+                outage.ok()
+                break
+            except StoreError as exc:
+                try:
+                    outage.failed(exc)
+                except StoreError as fatal:
+                    die(f"learner could not start: {fatal}")
+                await asyncio.sleep(min(5.0, 0.2 * 2 ** outage.failures))
+            except Exception as exc:
+                die(f"learner could not start: {type(exc).__name__}: {exc}")
         async for values in stream.take(500, within=0.5):
             try:  # river updates run off the event loop
-                await asyncio.to_thread(_learn_batch, learn, values)
+                await asyncio.to_thread(_learn_batch, learn, values, outage)
             except StreamError as exc:
                 die(f"learner failed: {exc}")
             except Exception as exc:  # never let Faust restart a half-updated learner silently
                 die(f"unexpected {type(exc).__name__} in the learner: {exc}")
 
 
-def _learn_batch(learn: LearnLoop, values: list[bytes]) -> None:
+def _learn_batch(learn: LearnLoop, values: list[bytes], outage: Outage) -> None:
+    """Learn a batch, then release if due; while Redis is down the learner keeps learning and
+    releases once it is back (past redis.outage_limit_s the StoreError is fatal)."""
     with learn.lock:
         for v in values:
             learn.process(v)
-        learn.maybe_release()
+        try:
+            learn.maybe_release()
+        except StoreError as exc:
+            outage.failed(exc)
+        else:
+            outage.ok()

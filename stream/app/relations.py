@@ -21,6 +21,7 @@ import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from stream.adapters.kafka import QUIET
 from stream.adapters.output import Output
 from stream.errors import BrokerError, SerdeError
 from stream.log import event
@@ -71,7 +72,7 @@ class RelationFollower:
         self.registry, self.retrieval, self.origin, self.stats, self.topic = registry, retrieval, origin, stats, topic
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"stream-relations-{origin}",
                                   "enable.auto.commit": False, "enable.partition.eof": False,
-                                  "fetch.wait.max.ms": 50})
+                                  "fetch.wait.max.ms": 50, **QUIET})
         self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         self.folded = self.skipped = 0
         self._own = origin.encode()

@@ -24,8 +24,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stream.adapters.dlq import KafkaDeadLetters
 from stream.adapters.output import Output
-from stream.adapters.registry import ModelRegistry
+from stream.adapters.registry import ModelRegistry, newest_release
 from stream.app import compat
+from stream.app.health import BrokerWatch, Health, down_for
 from stream.config import Settings, core_config, production_problems
 from stream.core.learn import variant_weights
 from stream.core.profile import ProfileConfig
@@ -98,6 +99,8 @@ class Worker:
     native: object | None = None  # stream.app.native.NativeSource, when clicks.v1 is read natively
     rolling: object | None = None  # stream.app.rolling.RollingFlush, when state is flushed in rolling cuts
     gc_pauses: GcPauses = field(default_factory=lambda: GcPauses().install())  # a lag spike's usual suspect
+    health: Health = field(default_factory=Health)
+    started: bool = False  # Faust has finished its first rebalance (and recovery)
 
     def flush_users(self, limit: int | None = None, older_than: float = 0.0) -> int:
         """Changed users -> table + changelog, profiles.v1 and the Redis queue (each encoded once)."""
@@ -239,7 +242,8 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     if "learn" in stages:
         learn = LearnLoop(models, registry, out, m.name, m.learning_rate, m.k, m.release_every_examples,
                           m.release_every_s, rollout=settings.rollout, weights=variant_weights(m),
-                          average_over=m.average_over)
+                          average_over=m.average_over,
+                          history=lambda: newest_release(settings.kafka.bootstrap_servers, registry, m.name))
         stats += [learn.stats, learn.rollout.stats]
     drift = None
     if "drift" in stages:
@@ -287,6 +291,34 @@ def _wire_common(w: Worker) -> None:
         # aiohttp wants the charset out of content_type; the exposition is UTF-8 text anyway
         return web.bytes(generate_latest(prom), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
+    health, out, settings = w.health, w.out, w.settings
+    health.add("start", lambda: None if w.started else "joining the consumer group (no assignment yet)")
+    health.add("rebalance", lambda: "rebalancing or recovering the table" if app.rebalancing else None)
+    health.add("broker", lambda: down_for(out.broker_down_since))
+    if w.users is not None:
+        limit = settings.monitor.ready_max_lag
+
+        def behind() -> str | None:
+            lag = w.stage("ingest").gauges.get("consumer_lag", -1)
+            return f"{lag:.0f} messages behind (monitor.ready_max_lag={limit})" if lag > limit else None
+        health.add("lag", behind)
+
+    @app.page("/ready")
+    async def ready(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+        reasons = health.reasons()
+        return web.json({"ready": not reasons, "worker": w.worker_id, "reasons": reasons},
+                        status=503 if reasons else 200)
+
+    @app.timer(1.0)
+    async def ready_gauge() -> None:
+        ok = 0.0 if health.reasons() else 1.0
+        for s in w.stats:
+            s.gauges["ready"] = ok
+
+    @app.on_rebalance_complete.connect
+    async def first_assignment(app: faust.App, **kwargs: object) -> None:
+        w.started = True
+
     @app.task
     async def freeze_startup_objects() -> None:
         """Move everything start-up made (modules, Faust, the stages) out of the collector's
@@ -316,11 +348,16 @@ def _table_size(w: Worker, table: faust.Table) -> None:
 
 
 def _update_consumer_lag(w: Worker) -> None:
-    """Lag from the consumer's highwater marks (Tansu reports them low: a lower bound, clamped at 0)."""
+    """Lag from the consumer's highwater marks (Tansu reports them low: a lower bound, clamped at 0),
+    in messages and in events (messages x the events per message read so far: a message is one
+    event or a batch of up to a hundred, so 6,262 messages behind was ~626k events)."""
     try:
         lag = w.native.lag() if w.native is not None else _faust_lag(w)
+        ingest = w.stage("ingest")  # a message holds one event or a batch: lag in events, estimated
+        per_message = ingest.totals.get("in", 0.0) / ingest.messages_total if ingest.messages_total else 1.0
         for s in w.stats:
             s.gauges["consumer_lag"] = -1 if lag is None else lag
+            s.gauges["consumer_lag_events"] = -1 if lag is None else round(lag * max(per_message, 1.0))
         if w.native is not None:  # fetched for an earlier assignment or read before: dropped, not processed
             w.stage("ingest").gauges["reader_stale_dropped"] = w.native.stale_dropped
     except Exception as exc:  # lag is best effort; never let it stop the monitor
@@ -347,6 +384,7 @@ def run(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str | N
           broker=settings.kafka.bootstrap_servers, web_port=settings.faust.web_port)
     worker = faust.Worker(w.app, loglevel=settings.faust.log_level.upper(), quiet=True,
                           logging_config=logging_config(settings.faust.log_level), redirect_stdouts=False)
+    BrokerWatch(w.out, settings.kafka.outage_limit_s, die).start()
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

@@ -41,12 +41,28 @@ class IngestConfig:
     max_dwell_ms: int = 24 * 3600 * 1000
     #: non-empty: user ids are replaced by a keyed hash (HMAC-SHA256) with this key
     pseudonymise_key: str = ""
+    #: longest id (event, user, session, item, rec) and label (category, device, country), in
+    #: characters: a profile keeps 20 items and 32 categories, so these bound it at ~15 KB, far
+    #: below the broker's 1 MB message limit (two 600 KB item ids took every worker down)
+    max_id_chars: int = 256
+    max_label_chars: int = 128
+
+
+ID_FIELDS = ("event_id", "user_id", "session_id", "item_id", "rec_id")
+LABEL_FIELDS = ("category", "device", "country")
 
 
 def validate(ev: dict, now_ms: int, cfg: IngestConfig) -> dict:
     """Return ``ev`` if its meaning is valid, else raise ValidationError(reason, message)."""
     if not ev.get("event_id"):
         raise ValidationError("missing_event_id", "event_id is empty")
+    for fields, setting, limit in ((ID_FIELDS, "max_id_chars", cfg.max_id_chars),
+                                   (LABEL_FIELDS, "max_label_chars", cfg.max_label_chars)):
+        for f in fields:
+            value = ev.get(f)
+            if value is not None and len(value) > limit:
+                raise ValidationError("field_too_long", f"event {ev['event_id'][:64]}: {f} has {len(value)} "
+                                      f"characters (ingest.{setting}={limit})")
     if not ev.get("user_id"):
         raise ValidationError("missing_user_id", f"event {ev['event_id']}: user_id is empty")
     if not ev["user_id"].isprintable():

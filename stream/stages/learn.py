@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Callable
 
 from stream.adapters.output import Output
 from stream.adapters.registry import ModelIntegrityError, ModelRegistry
@@ -30,8 +31,12 @@ FAMILY = "logreg-retrieval-2"
 class LearnLoop:
     def __init__(self, registry: ModelRegistry, serde: SchemaRegistry, out: Output, name: str, lr: float,
                  k: int, release_every: int, release_every_s: float, rollout: RolloutSettings | None = None,
-                 weights: dict[str, float] | None = None, average_over: int = 0) -> None:
+                 weights: dict[str, float] | None = None, average_over: int = 0,
+                 history: Callable[[], dict | None] | None = None) -> None:
         self.registry, self.serde, self.out, self.name, self.lr, self.k = registry, serde, out, name, lr, k
+        #: the newest release on models.v1, with its blob (None: none there); asked when the
+        #: registry has no release, e.g. after Redis restarted empty
+        self.history = history
         self.weights, self.average_over = weights or {}, average_over
         self.release_every, self.release_every_s = release_every, release_every_s
         self.stats = StageStats("learn")
@@ -43,8 +48,9 @@ class LearnLoop:
         self.rollout = RolloutController(self, rollout) if rollout is not None else None
 
     def start(self) -> dict:
-        """Continue from the latest release, or start (and release) a fresh model."""
-        latest = self.registry.latest(self.name)
+        """Continue from the latest release (from models.v1 if the registry lost it), or start
+        (and release) a fresh model."""
+        latest = self.registry.latest(self.name) or self.restore()
         model, version = new_model(self.lr), 0
         if latest is not None and latest.get("family") != FAMILY:
             event(log, "model_family_changed", model=self.name, version=latest["version"],
@@ -62,6 +68,21 @@ class LearnLoop:
             event(log, "learner_resumed", model=self.name, version=version)
         if self.rollout is not None:
             self.rollout.start(self.learner.version)
+        return rec
+
+    def restore(self) -> dict | None:
+        """The newest release on models.v1 put back into the registry (None if there is none
+        or it is refused)."""
+        found = self.history() if self.history is not None else None
+        if found is None:
+            return None
+        try:
+            rec = self.registry.restore(found)
+        except ModelIntegrityError as exc:
+            event(log, "model_refused", logging.ERROR, model=self.name, version=found["version"], error=str(exc))
+            return None
+        event(log, "registry_restored", logging.WARNING, model=self.name, version=rec["version"],
+              examples_seen=rec["examples_seen"], source="models.v1")
         return rec
 
     def new_learner(self, model, version: int) -> Learner:  # noqa: ANN001 - a river model
@@ -113,7 +134,8 @@ class LearnLoop:
         if challenger is not None:  # the scorers serve the challenger's newest snapshot (frozen champion or not)
             rec = self.registry.release(self.name, challenger.serving_model(), family=FAMILY, parent=challenger.version,
                                         examples=challenger.examples, metrics=challenger.metrics("challenger"),
-                                        pointer="challenger")
+                                        pointer="challenger",
+                                        min_version=max(ln.version, challenger.version or 0) + 1)
             challenger.version = rec["version"]
             self.since_release, self.last_release = 0, time.monotonic()
         return None if ln.frozen else self.release(parent=ln.version)
@@ -122,12 +144,13 @@ class LearnLoop:
         ln = self.learner
         metrics = ln.metrics("champion")
         rec = self.registry.release(self.name, ln.serving_model(), family=FAMILY, parent=parent, examples=ln.examples,
-                                    metrics=metrics)
+                                    metrics=metrics, min_version=ln.version + 1)
         ln.version = rec["version"]
         if self.rollout is not None and self.rollout.state is not None:
             self.rollout.state.champion = rec["version"]  # the champion's newest snapshot
             self.rollout.save()
-        self.out.produce("models.v1", self.serde.encode("ModelRelease", rec), key=self.name.encode())
+        announced = {**rec, "blob": self.registry.blob(rec)}  # with the blob: the registry can be restored
+        self.out.produce("models.v1", self.serde.encode("ModelRelease", announced), key=self.name.encode())
         self.since_release, self.last_release = 0, time.monotonic()
         self.stats.outputs.update({f"{k}": v for k, v in metrics.items()})
         self.stats.add_output("releases")

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from stream.adapters.kafka import ensure_topology, read
+from stream.adapters.kafka import ensure_topology, producer, read
 from stream.adapters.redis_store import read_profiles
 from stream.config import Settings
 from stream.core.profile import Position, ProfileConfig, fold
 from stream.partitioning import partition_for
 from stream.serde import SchemaRegistry
 from stream.stack import Stack
+from stream.loadgen import produce_workload
 from stream.topology import Topology
+from stream.workload import Workload
 
 WATERMARK = ("source_offset", "source_index")
+CLICKS = Topology.load().topic("clicks.v1")
 
 
 @contextmanager
@@ -70,3 +74,44 @@ def wait_for_profiles(url: str, expected: dict[str, dict], timeout: float) -> di
 
 def read_all(bootstrap: str, topic: str, idle: float = 2.0, limit_s: float = 60.0):
     return list(read(bootstrap, topic, idle_timeout=idle, deadline=time.monotonic() + limit_s))
+
+
+class Feeder:
+    """Produces a workload at ``rate`` events/s from a thread until stopped (or ``limit`` events);
+    keeps every valid event it sent, for the reference profiles."""
+
+    def __init__(self, bootstrap: str, workload: Workload, rate: float, *, chunk: int = 1_000,
+                 batch_size: int = 50, limit: int = 600_000) -> None:
+        self.bootstrap, self.workload, self.rate = bootstrap, workload, rate
+        self.chunk, self.batch_size, self.limit = chunk, batch_size, limit
+        self.produced: list[dict] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        p = producer(self.bootstrap)
+        while not self.stopping.is_set() and len(self.produced) < self.limit:
+            self.produced.extend(produce_workload(p, CLICKS, self.workload, events=self.chunk,
+                                                  batch_size=self.batch_size, target_rate=self.rate,
+                                                  keep=True).produced)
+
+    def start(self) -> "Feeder":
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 60.0) -> list[dict]:
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the feeder did not stop"
+        return self.produced
+
+
+def assert_exact_in_redis(redis_url: str, produced: list[dict], timeout: float, context: str = "") -> None:
+    """Every user's profile in Redis equals the one computed from the input (within ``timeout``)."""
+    reference = reference_profiles(produced)
+    got = wait_for_profiles(redis_url, reference, timeout=timeout)
+    missing = [u for u in reference if u not in got]
+    assert not missing, (len(missing), missing[:5], context)
+    wrong = [u for u in reference if comparable(got[u]) != comparable(reference[u])]
+    assert not wrong, (len(wrong), comparable(got[wrong[0]]), comparable(reference[wrong[0]]), context)

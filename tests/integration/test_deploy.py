@@ -1,6 +1,7 @@
 """The shipped deployment files are valid for their real tools (promtool, docker-compose)."""
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,8 +18,9 @@ def tool(name: str) -> str:
     return path
 
 
-def run(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+def run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def test_prometheus_config_and_alert_rules_are_valid():
@@ -45,5 +47,8 @@ def test_docker_compose_file_is_valid():
     if compose is None:
         pytest.skip("docker-compose (v1) not installed; it only validates the file here")
     res = run(compose, "-f", "docker-compose.yml", "config", "--services")
+    assert res.returncode != 0 and "STREAM_MODEL_HMAC_KEY" in res.stderr  # the secrets are required
+    secrets = {"STREAM_MODEL_HMAC_KEY": "h" * 40, "STREAM_INGEST_PSEUDONYMISE_KEY": "p" * 40}
+    res = run(compose, "-f", "docker-compose.yml", "config", "--services", env=secrets)
     assert res.returncode == 0, res.stderr
     assert {"kafka", "redis", "worker", "prometheus", "grafana", "topics"} <= set(res.stdout.split())

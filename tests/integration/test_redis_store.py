@@ -35,3 +35,21 @@ def test_writes_are_version_checked_in_one_call(stack, unique):
     got = read_profiles(stack.redis_url, users[:12], REG, prefix=f"t{unique}:")
     assert [got[u]["version"] for u in users[:12]] == [6] * 10 + [5, 5]
     assert got[users[0]]["counts"] == REALISTIC["UserProfile"]["counts"]
+
+
+def test_a_model_signed_with_another_key_is_refused_and_a_release_restores_only_with_this_key(stack, unique):
+    from stream.adapters.registry import ModelIntegrityError, ModelRegistry
+    prefix = f"m{unique}:"
+    ours = ModelRegistry(stack.redis_url, "k" * 40, REG, prefix)
+    theirs = ModelRegistry(stack.redis_url, "stream-dev-registry-key", REG, prefix)
+    rec = theirs.release("reco", {"w": [1.0, 2.0]}, family="f", parent=None, examples=0, metrics={})
+    with pytest.raises(ModelIntegrityError, match="tampered or wrong registry key"):
+        ours.load(rec)  # a blob in Redis signed with the public development key does not run here
+    good = ours.release("reco", {"w": [3.0]}, family="f", parent=None, examples=5, metrics={}, min_version=10)
+    assert good["version"] == 10 and ours.load(good) == {"w": [3.0]}
+    carried = {**good, "blob": ours.blob(good)}
+    ours.client.delete(*ours.client.keys(prefix + "*"))  # the registry lost its data (this test's keys only)
+    with pytest.raises(ModelIntegrityError, match="not signed with this registry key"):
+        theirs.restore(carried)
+    assert ours.restore(carried)["version"] == 10 and ours.latest("reco")["version"] == 10
+    assert ours.release("reco", {}, family="f", parent=10, examples=6, metrics={})["version"] == 11

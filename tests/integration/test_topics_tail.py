@@ -1,12 +1,14 @@
 """Topics from the topology on the real broker; `stream tail` decodes what was produced."""
 
 import json
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from stream.adapters.kafka import existing_topics, read
+from stream.config import PathSettings
 from stream.errors import SerdeError
 from stream.partitioning import partition_for
 from stream.serde import SchemaRegistry
@@ -100,3 +102,19 @@ def test_produce_command_round_trip(stack, topics):
             n_events += len(value["events"])
             assert {partition_for(e["user_id"], 4) for e in value["events"]} == {msg.partition}
     assert n_events >= 300
+
+
+def test_a_topic_with_other_partitions_than_declared_fails_create_and_list(stack, topics, tmp_path, unique):
+    name = f"mismatch-{unique}.v1"
+    declared = (f"topics:\n  {name}:\n    key: user_id\n    value: UserProfile\n    partitions: 2\n"
+                f"    cleanup: delete\n    retention_ms: 60000\n    doc: test\n")
+    topology = tmp_path / "topology.yaml"
+    topology.write_text(Path(PathSettings().topology).read_text().replace("topics:\n", declared, 1))
+    admin = AdminClient({"bootstrap.servers": stack.bootstrap})
+    admin.create_topics([NewTopic(name, 1, 1)])[name].result(15)  # what a client's auto-create would make
+    env = {**stack_env(stack), "STREAM_PATHS_TOPOLOGY": str(topology)}
+    proc = run_cli("topics", "create", env=env)
+    assert proc.returncode == 1 and "exists with 1 partitions, topology says 2" in proc.stdout
+    assert proc.stderr.strip().startswith("stream topics create: error: 1 topic(s) exist with other partition")
+    proc = run_cli("topics", "list", env=env)
+    assert proc.returncode == 1 and "partitions_mismatch" in proc.stdout and name in proc.stderr

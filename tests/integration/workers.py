@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from stream.monitor import events_sample, sample_value, scrape
@@ -28,6 +31,16 @@ class WorkerProcess:
 
     def metrics(self) -> str | None:
         return scrape(self.port)
+
+    def ready(self) -> tuple[int, dict] | None:
+        """``/ready``: (HTTP status, its JSON), or None when the worker does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ready", timeout=2) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+        except OSError:
+            return None
 
     def counter(self, stage: str, outcome: str) -> float:
         return sample_value(self.metrics() or "", events_sample(stage, outcome))

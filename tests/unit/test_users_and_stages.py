@@ -225,3 +225,14 @@ def test_dead_letters_carry_the_pseudonymised_key_when_ingest_pseudonymises():
     (_, keyed, *_, value), (_, plain, *_) = out.sent
     assert keyed == ingest_core.pseudonymise("alice", "secret").encode() and plain == b"alice"
     assert REG.decode("DeadLetter", value)["key"] == keyed
+
+
+def test_a_dead_letter_of_huge_input_keeps_its_head_and_says_it_was_cut():
+    from stream.adapters.dlq import MAX_RAW_BYTES, KafkaDeadLetters
+    from stream.errors import ValidationError
+    out = ListOut()
+    raw = b"x" * (MAX_RAW_BYTES * 4)
+    KafkaDeadLetters(out, REG).send("ingest", ValidationError("field_too_long", "m"), "field_too_long",
+                                    RawMessage("clicks.v1", 0, 1, b"k", raw), raw, None)
+    rec = REG.decode("DeadLetter", out.sent[0][-1])
+    assert rec["raw"] == raw[:MAX_RAW_BYTES] and f"of {len(raw)} bytes" in rec["message"]
