@@ -25,6 +25,7 @@ def assigned_and_recovered(w: WorkerProcess, times: int) -> bool:
         "event=partitions_assigned")[-1]
 
 
+@pytest.mark.timeout(300 + 60 * CYCLES)  # a cycle takes ~15 s on 2 cores; the long run's 10 took 177 s
 def test_a_third_worker_joining_and_leaving_under_load_loses_and_doubles_nothing(tmp_path):
     with fresh_stack(tmp_path) as env:
         bootstrap = env["STREAM_KAFKA_BOOTSTRAP_SERVERS"]
