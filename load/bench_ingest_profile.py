@@ -158,9 +158,9 @@ def passthrough_pairs(args: argparse.Namespace) -> list[dict]:
 
 
 def floor_reader() -> tuple[str, int]:
-    """The measured worker's client for clicks.v1 and its fetch wait (stream.app.native unless turned off)."""
+    """The measured worker's client for clicks.v1 (stream.app.native) and its fetch wait."""
     f = Settings.load(env={k: v for k, v in WORKER_ENV.items() if k.startswith("STREAM_")}).faust
-    return ("librdkafka", f.native_fetch_wait_ms) if f.native_clicks else ("aiokafka", f.fetch_max_wait_ms)
+    return "librdkafka", f.native_fetch_wait_ms
 
 
 def transport_floor(rate: float, args: argparse.Namespace) -> dict:
@@ -233,7 +233,7 @@ def latency(rate: float, args: argparse.Namespace) -> dict:
             "event_lag_p99_ms_max": round(max(p99s), 2) if p99s else None,
             "processing_p99_ms_max": round(max(r["processing_ms"]["p99"] for r in busy), 3) if busy else None,
             "table_entries": entries, "table_bytes_per_profile": round(table),
-            "commit_flush_ms_max": [round(r["outputs"].get("commit_flush_ms_max", 0), 1) for r in busy],
+            "cut_ms_max": [round(r["outputs"].get("cut_ms_max", 0), 1) for r in busy],
             "gc_pause_ms_max": [round(r["outputs"].get("gc_pause_ms_max", 0), 1) for r in busy],
             "event_lag_p99_ms": [round(p, 1) for p in p99s]}
 

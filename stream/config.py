@@ -83,15 +83,12 @@ class FaustSettings:
     processing_guarantee: str = "at_least_once"
     producer_linger_ms: float = 5.0
     #: how long the broker may hold a fetch of Faust's consumer for more data (Faust's own
-    #: value is 1500 ms) when Faust reads clicks.v1 (native_clicks false) or in a learn/drift worker
+    #: value is 1500 ms) in a learn or drift worker
     fetch_max_wait_ms: int = 20
-    #: the same when clicks.v1 is read natively, so Faust fetches only the side topics (model
+    #: the same in a clicks worker, where Faust fetches only the side topics (model
     #: control, feedback, changelogs when recovering): at 20 ms its polling doubled the clicks
     #: p99 lag at 20k events/s (broker and aiokafka CPU); the side topics can wait 200 ms
     side_fetch_wait_ms: int = 200
-    #: clicks.v1 is read by librdkafka inside Faust's group (stream.app.native): under a live
-    #: load Faust's own consumer costs ~5x the CPU per message; false = Faust reads it
-    native_clicks: bool = True
     #: the native reader sleeps this long when it finds nothing fetched (the most it adds to lag)
     native_idle_ms: float = 2.0
     #: the native reader's fetch wait: Tansu holds a fetch for the whole wait even when data
@@ -120,26 +117,17 @@ IngestSettings = IngestConfig
 @dataclass(frozen=True)
 class ProfileSettings(ProfileConfig):
     """The core's ProfileConfig (fold parameters) plus how the worker writes profiles out."""
-    #: between commits, changed users are flushed in slices of this size every interval
-    flush_slice_users: int = 300
-    #: ... but only while more than this many users wait (fewer cost a commit only a few ms)
-    flush_slice_min_dirty: int = 1000
-    #: ... taking only users changed at least this long ago (a hot user is not re-encoded per slice)
-    flush_slice_min_age_s: float = 0.5
-    flush_slice_interval_s: float = 0.05
-    #: before a commit's offsets, changed users are written in slices of at most this long
-    #: (then the loop is free for events again)
+    #: the checkpoint (stream.app.checkpoint) writes changed users in slices of at most this
+    #: long, the event loop free for events between them
     flush_slice_budget_ms: float = 5.0
     redis_batch: int = 500
     redis_flush_interval_s: float = 0.2
-    #: with the native clicks reader: write state in rolling cuts (stream.app.rolling) instead
-    #: of all at once before each commit (a burst of ~2,000 messages per commit at 1k hot users,
-    #: the lag spikes of the commit windows); the commit then lags by about one cut
-    rolling_flush: bool = True
-    #: a cut every this long: each user changed since the last cut is written once per cut
-    rolling_interval_s: float = 2.5
-    #: a cut's users are written evenly over this long (then delivered and released)
-    rolling_spread_s: float = 1.5
+    #: a checkpoint cut every this long: each user changed since the last cut is written once
+    #: per cut (a crash replays about one cut: interval + spread)
+    cut_interval_s: float = 2.5
+    #: a cut's users are written evenly over this long (then delivered, then its input released):
+    #: all at once, ~2,000 messages per cut at 1k hot users were the lag's tail
+    cut_spread_s: float = 1.5
 
 
 #: the registry key every checkout knows: accepted only in development mode

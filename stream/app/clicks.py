@@ -1,6 +1,6 @@
-"""Faust wiring of the fused stages on ``clicks.v1``: the direct channel to the stage runner,
-the commit hooks that write changed users before offsets, the slices between commits, the
-Redis writer."""
+"""Faust wiring of the fused stages on ``clicks.v1``: the native reader handing messages to the
+stage runner, the checkpoint (:mod:`stream.app.checkpoint`) and its two Faust hooks, the
+Redis writer, the rebalance handlers."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import faust
 from faust.types import Message
 
 from stream.adapters.redis_store import ProfileWriter
-from stream.app.direct import DirectTopic, install_direct_drain
+from stream.app import compat
+from stream.app.checkpoint import Checkpoint
+from stream.app.direct import DirectTopic
 from stream.app.health import down_for
 from stream.app.native import NativeSource, NativeSourceError
 from stream.app.redis_sync import ProfileSync
-from stream.app.rolling import RollingFlush
 from stream.app.worker import Worker, die
 from stream.errors import StoreError, StreamError
 from stream.log import event
@@ -27,36 +28,21 @@ from stream.users import Flushed
 log = logging.getLogger("stream.worker")
 
 
-class CommitFlush(faust.Sensor):
-    def __init__(self, worker: Worker) -> None:
+class CommitStarted(faust.Sensor):
+    """Tells the checkpoint when Faust starts a commit, and whether it is the worker's last."""
+
+    def __init__(self, checkpoint: Checkpoint, app: faust.App) -> None:
         super().__init__()
-        self.worker = worker
+        self.checkpoint, self.app = checkpoint, app
 
     def on_commit_initiated(self, consumer: object) -> None:
-        self.worker.commit_flush(stopping=bool(getattr(consumer, "should_stop", False) or self.worker.app.should_stop))
+        self.checkpoint.commit_started(stopping=bool(getattr(consumer, "should_stop", False) or self.app.should_stop))
 
 
-def wire_clicks(w: Worker, source: Topic, table: faust.Table, native: bool) -> None:
-    """The fused clicks stages, their state flushes and the Redis writer; ``native``: clicks.v1
-    is read by :mod:`stream.app.native` (decided once, by :func:`stream.app.worker.build`)."""
+def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
+    """The fused clicks stages: read natively, checkpointed in cuts, written through to Redis."""
     app, settings = w.app, w.settings
-    app.sensors.add(CommitFlush(w))
     w.table = table
-
-    @app.task
-    async def hook_commits() -> None:
-        """Faust awaits its producer's flush() right before it writes offsets: wait there."""
-        producer = app.producer
-        faust_flush = producer.flush
-
-        async def flush() -> None:
-            await faust_flush()
-            try:
-                await w.before_offsets()
-            except StreamError as exc:
-                die(f"outputs not delivered before commit: {exc}")
-        producer.flush = flush
-
     process = w.runner.process
 
     def process_raw(raw: RawMessage) -> None:
@@ -71,14 +57,10 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table, native: bool) -> N
         headers = dict(m.headers) if m.headers else NO_HEADERS
         process_raw(RawMessage(m.topic, m.partition, m.offset, m.key, m.value, headers, int((m.timestamp or 0) * 1000)))
 
-    # Faust stays subscribed either way: its group assigns the partitions (and the table's with them)
+    # Faust stays subscribed (it never fetches the topic): its group assigns the partitions,
+    # and the table's with them
     DirectTopic(app, source.name, source.partitions, deliver)
-    if native:
-        _wire_native(w, source, process_raw)
-    else:
-        install_direct_drain()
-    if w.rolling is None:  # the commits write the state: slices between them keep each commit short
-        _wire_flush_slices(w)
+    _wire_native(w, source, process_raw)
 
     @app.task
     async def redis_writer() -> None:
@@ -124,38 +106,36 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table, native: bool) -> N
         event(log, "recovered", worker=w.worker_id, partitions=sorted(w.assigned))
 
 
-def _wire_flush_slices(w: Worker) -> None:
-    p = w.settings.profile
-
-    @w.app.timer(p.flush_slice_interval_s)
-    async def flush_slice() -> None:
-        """Flush changed users in small slices between commits, so a commit never stalls for long."""
-        if len(w.users.dirty) < p.flush_slice_min_dirty:
-            return  # few changed users: the commit flushes them in a few ms, each encoded once
-        try:
-            w.flush_users(p.flush_slice_users, p.flush_slice_min_age_s)
-        except StreamError as exc:
-            die(f"flushing user state failed: {exc}")
-
-
 def _wire_native(w: Worker, source: Topic, process_raw: Callable[[RawMessage], None]) -> None:
     f = w.settings.faust
     reader = w.native = NativeSource(w.app, source.name, process_raw, w.settings.kafka.bootstrap_servers,
                                      fetch_wait_ms=f.native_fetch_wait_ms, idle_s=f.native_idle_ms / 1000)
     reader.install()
     p = w.settings.profile
-    if p.rolling_flush:
-        rolling = RollingFlush(w, reader, p.rolling_interval_s, p.rolling_spread_s)
-        rolling.install()
+    reader.hold_acks = True  # released by the checkpoint once a cut's state is written
+    checkpoint = w.checkpoint = Checkpoint(w.users, w.emit_flushed, w.deliver, reader, w.stage("profile"),
+                                           interval_s=p.cut_interval_s, spread_s=p.cut_spread_s,
+                                           slice_budget_s=p.flush_slice_budget_ms / 1000)
+    w.app.sensors.add(CommitStarted(checkpoint, w.app))
 
-        @w.app.task
-        async def rolling_flush() -> None:
-            try:
-                await rolling.run()
-            except StreamError as exc:
-                die(f"rolling flush failed: {exc}")
-            except Exception as exc:  # a bug here would otherwise only crash the app's task, quietly
-                die(f"unexpected {type(exc).__name__} in the rolling flush: {exc}")
+    async def before_offsets() -> None:
+        try:
+            await checkpoint.before_offsets()
+        except StreamError as exc:
+            die(f"outputs not delivered before the final commit: {exc}")
+
+    @w.app.task
+    async def hook_commits() -> None:
+        compat.before_offsets(w.app, before_offsets)
+
+    @w.app.task
+    async def cuts() -> None:
+        try:
+            await checkpoint.run(lambda: w.app.should_stop)
+        except StreamError as exc:
+            die(f"checkpoint failed: {exc}")
+        except Exception as exc:  # a bug here would otherwise only crash the app's task, quietly
+            die(f"unexpected {type(exc).__name__} in the checkpoint: {exc}")
 
     @w.app.task
     async def native_reader() -> None:

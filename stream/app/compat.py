@@ -1,7 +1,7 @@
 """The Faust internals this project relies on, checked against the one Faust it was written for.
 
 The worker reaches below Faust's public API in a few places (the native clicks reader, the
-direct drain loop, the commit hook, the fetch wait, the recovery's changelog ends). Each of
+commit hook, the fetch wait, the recovery's changelog ends). Each of
 those upstream functions is listed in :data:`UPSTREAM` with the SHA-256 of its source as
 installed from ``faust-streaming==FAUST_VERSION`` (pinned in ``pyproject.toml``):
 :func:`check` compares them, and a worker refuses to start on anything else
@@ -20,6 +20,7 @@ The patches that live here:
   with exit 1 (issue: rebalance churn; seen in CI). The patch reads the true end; an offset
   above the *true* end is a changelog that lost records (a broker restart): the worker stops
   with one line saying so.
+* :func:`before_offsets`: the checkpoint's hook right before Faust writes the offsets.
 * :func:`tune_fetch_wait`: aiokafka's ``fetch_max_wait_ms``, which Faust hard-codes.
 """
 
@@ -30,7 +31,7 @@ import hashlib
 import importlib
 import inspect
 import logging
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import faust
 
@@ -52,9 +53,6 @@ UPSTREAM: dict[str, str] = {
         "6bd8a8558a2dffe4c60b8150f23d721baa6b3d658367f911a3ad2187e20efc6f",
     "faust.tables.recovery:Recovery.on_rebalance":
         "aa4d997a1795ceae3880f98311b46935d9ae1a183a699b9a283bb4306bc8641f",
-    # the drain loop that stream.app.direct replaces with a copy plus the direct-topic shortcut
-    "faust.transport.consumer:Consumer._drain_messages":
-        "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417",
     # what stream.app.native wraps or calls on Faust's consumer
     "faust.transport.consumer:Consumer.ack":
         "5fcf41cf45153475de3790dc56fec1b83335956dc8b3bf7ff6bbb2b57627f03f",
@@ -159,6 +157,19 @@ def install_true_changelog_ends(on_lost: Callable[[str], None],
 
     _build_highwaters.__wrapped__ = original  # type: ignore[attr-defined]
     Recovery._build_highwaters = _build_highwaters  # type: ignore[method-assign]
+
+
+def before_offsets(app: faust.App, hook: Callable[[], Awaitable[None]]) -> None:
+    """Run ``hook`` where Faust awaits its producer's flush(): in ``Consumer._commit_offsets``,
+    right before it writes the offsets (call once the app's producer exists)."""
+    producer = app.producer
+    faust_flush = getattr(producer.flush, "__wrapped__", producer.flush)
+
+    async def flush() -> None:
+        await faust_flush()
+        await hook()
+    flush.__wrapped__ = faust_flush  # type: ignore[attr-defined]
+    producer.flush = flush
 
 
 def tune_fetch_wait(ms: int) -> None:

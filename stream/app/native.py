@@ -13,7 +13,7 @@ So Faust keeps what it is for and librdkafka does the reading:
   partition, so the table's active partitions follow the topic's as before; it recovers
   the table, seeks, and commits the offsets this source acknowledges through its
   consumer (``Consumer.ack``), so the commit hooks and the effectively-once state work
-  unchanged. With a rolling flush (:mod:`stream.app.rolling`) it holds the acknowledgements
+  unchanged. For the checkpoint (:mod:`stream.app.checkpoint`) it holds the acknowledgements
   back until a cut's state is written (:meth:`NativeSource.mark` / :meth:`release`); a
   rebalance drops the held ones (the next owner reads those messages again).
 * Faust never fetches the topic: its partitions are kept out of Faust's set of active
@@ -102,8 +102,8 @@ class NativeSource:
         self.partitions: dict[int, Any] = {}  # partition -> Faust TP, while reading
         self.next_offset: dict[int, int] = {}  # partition -> next offset expected
         self.stale_dropped = 0
-        #: hold acknowledgements until :meth:`release` (stream.app.rolling): Faust then commits
-        #: only offsets whose state a rolling flush has written; False = ack each message at once
+        #: hold acknowledgements until :meth:`release` (stream.app.checkpoint): Faust then commits
+        #: only offsets whose state a checkpoint cut has written; False = ack each message at once
         self.hold_acks = False
         self._unreleased: deque = deque()  # acknowledgements held back, oldest first
         self._handed = 0     # messages handed over and held since the reader started
@@ -207,7 +207,7 @@ class NativeSource:
         self._released = self._handed
         self.epoch += 1
 
-    # -- held acknowledgements (rolling flush) -------------------------------------------------
+    # -- held acknowledgements (the checkpoint) ------------------------------------------------
     def mark(self) -> tuple[int, int]:
         """A point in the stream: every message handed over so far (with the epoch it belongs to)."""
         return self.epoch, self._handed

@@ -1,12 +1,13 @@
-"""A Faust worker running the fused ingest+profile stages on ``clicks.v1``.
+"""The composition root of a worker: builds the Faust app and wires the stages it runs.
 
-Faust's conductor hands each raw message to the shared :class:`~stream.runner.StageRunner`
-(:mod:`stream.app.direct`, wired in :mod:`stream.app.clicks`);
-state lives in a changelog-backed Faust table (``users``), written once per changed
-user per commit through the fast output port. A sensor fixes the commit point when a commit
-starts; the users changed before it are written, and acknowledged, before Faust writes the
-input offsets, so state and outputs are never behind the committed input. Redis is written
-behind, in pipelined batches, by an async task.
+The clicks stages (ingest, profile, and score/feedback when asked) run fused: librdkafka reads
+``clicks.v1`` inside Faust's group (:mod:`stream.app.native`) and hands each message to the
+shared :class:`~stream.runner.StageRunner` (wired in :mod:`stream.app.clicks`). State lives in
+a changelog-backed Faust table (``profiles``); the checkpoint (:mod:`stream.app.checkpoint`)
+writes each changed user once per cut through the fast output port and only then lets Faust
+commit the input, so state and outputs are never behind the committed input. Redis is written
+behind (:mod:`stream.app.redis_sync`). The learner and the drift monitor run in workers of
+their own (``--stages learn`` / ``drift``).
 """
 
 from __future__ import annotations
@@ -95,16 +96,11 @@ class Worker:
     score: ScoreStage | None = None
     retrieve: RetrieveStage | None = None
     table: faust.Table | None = None
-    commit_pending: bool = False
-    native: object | None = None  # stream.app.native.NativeSource, when clicks.v1 is read natively
-    rolling: object | None = None  # stream.app.rolling.RollingFlush, when state is flushed in rolling cuts
+    native: object | None = None  # stream.app.native.NativeSource, reading clicks.v1
+    checkpoint: object | None = None  # stream.app.checkpoint.Checkpoint: state written in cuts
     gc_pauses: GcPauses = field(default_factory=lambda: GcPauses().install())  # a lag spike's usual suspect
     health: Health = field(default_factory=Health)
     started: bool = False  # Faust has finished its first rebalance (and recovery)
-
-    def flush_users(self, limit: int | None = None, older_than: float = 0.0) -> int:
-        """Changed users -> table + changelog, profiles.v1 and the Redis queue (each encoded once)."""
-        return self.emit_flushed(self.users.flush(limit, older_than))
 
     def emit_flushed(self, flushed: list[Flushed]) -> int:
         """Users just written to the table: their profiles to profiles.v1 and the Redis queue."""
@@ -113,43 +109,6 @@ class Worker:
             self.redis_pending[f.user_id] = f  # the Redis task writes the newest one per user
         self.stage("profile").add_output("profiles_emitted", len(flushed))
         return len(flushed)
-
-    def commit_flush(self, stopping: bool = False) -> None:
-        """At the start of a commit, right before Faust reads the acknowledged offsets: fix the
-        commit point. Cheap: the changed users are written by :meth:`before_offsets`.
-
-        With a rolling flush (:mod:`stream.app.rolling`) a periodic commit has nothing to do:
-        Faust commits what the last completed cut released. The worker's last commit, when it
-        stops, releases everything and writes everything, as without one."""
-        if self.rolling is not None:
-            if not stopping:
-                return
-            self.native.release_all()
-        self.users.mark_commit()
-        self.commit_pending = True
-
-    async def before_offsets(self) -> None:
-        """Right before Faust writes the offsets: write every user changed before the commit
-        point, in slices of ``flush_slice_budget_ms`` with the loop free between them (events
-        keep flowing: one encode-everything pass held the loop ~100 ms, a lag spike);
-        wait (without blocking the loop) until all of it is acknowledged.
-
-        (A recovery reads the changelog to its true end whatever batch it ends in:
-        :func:`stream.app.compat.install_true_changelog_ends`.)
-        """
-        if not self.commit_pending:
-            return
-        self.commit_pending = False
-        stats = self.stage("profile")
-        budget = self.settings.profile.flush_slice_budget_ms / 1000
-        t0 = time.perf_counter()
-        while self.users.pending:
-            t = time.perf_counter()
-            self.emit_flushed(self.users.flush_pending(budget))
-            stats.max_output("commit_flush_ms_max", (time.perf_counter() - t) * 1000)
-            await asyncio.sleep(0)
-        await self.deliver()
-        stats.max_output("commit_wait_ms_max", (time.perf_counter() - t0) * 1000)
 
     async def deliver(self) -> None:
         """Wait until every output produced so far is acknowledged (raises StreamError if one failed)."""
@@ -206,8 +165,7 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     # with clicks.v1 read natively Faust's consumer fetches only the side topics (model control,
     # feedback, changelogs when recovering): each of its fetches costs the broker and aiokafka's
     # thread CPU that the clicks path needs (20 ms doubled the p99 lag at 20k events/s)
-    native = not side_only and f.native_clicks
-    compat.tune_fetch_wait(f.side_fetch_wait_ms if native else f.fetch_max_wait_ms)
+    compat.tune_fetch_wait(f.fetch_max_wait_ms if side_only else f.side_fetch_wait_ms)
     app = faust.App(
         f.app_id + ("-" + "-".join(sorted(stages)) if side_only else ""), broker=f"kafka://{settings.kafka.bootstrap_servers}", store="memory://",
         processing_guarantee=f.processing_guarantee, broker_session_timeout=f.broker_session_timeout_s,
@@ -262,7 +220,7 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     _wire_common(w)
     if not side_only:
         from stream.app.clicks import wire_clicks  # noqa: PLC0415 - it imports this module
-        wire_clicks(w, clicks, table, native)
+        wire_clicks(w, clicks, table)
     from stream.app import recommender  # noqa: PLC0415 - it imports this module
     if slot is not None:
         recommender.wire_scoring(w)
@@ -352,7 +310,7 @@ def _update_consumer_lag(w: Worker) -> None:
     in messages and in events (messages x the events per message read so far: a message is one
     event or a batch of up to a hundred, so 6,262 messages behind was ~626k events)."""
     try:
-        lag = w.native.lag() if w.native is not None else _faust_lag(w)
+        lag = w.native.lag()
         ingest = w.stage("ingest")  # a message holds one event or a batch: lag in events, estimated
         per_message = ingest.totals.get("in", 0.0) / ingest.messages_total if ingest.messages_total else 1.0
         for s in w.stats:
@@ -362,19 +320,6 @@ def _update_consumer_lag(w: Worker) -> None:
             w.stage("ingest").gauges["reader_stale_dropped"] = w.native.stale_dropped
     except Exception as exc:  # lag is best effort; never let it stop the monitor
         event(log, "lag_unavailable", logging.DEBUG, error=str(exc))
-
-
-def _faust_lag(w: Worker) -> int:
-    consumer = w.app.consumer
-    lag = 0
-    for tp in consumer.assignment():
-        if tp.topic != "clicks.v1":
-            continue
-        hw = consumer.highwater(tp)
-        pos = consumer._read_offset.get(tp)  # last offset read by the worker
-        if hw is not None and pos is not None:
-            lag += max(0, hw - (pos + 1))
-    return lag
 
 
 def run(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str | None = None) -> int:
