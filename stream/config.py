@@ -204,6 +204,9 @@ class DriftSettings:
     clear: float = 0.5
     alerting: tuple[str, ...] = ("psi", "ks", "js", "rate_change", "adwin", "page_hinkley")
     thresholds_file: str = ""
+    #: without a thresholds_file (`stream drift calibrate`) the drift worker only reports:
+    #: no alarm, no alert, `calibrated=false` on its reports (false: alarm at the defaults below)
+    require_calibration: bool = True
     psi: float = 0.25
     ks: float = 0.15
     js: float = 0.15

@@ -141,6 +141,8 @@ def _summary(r: SimReport, settings: Settings, bootstrap: str, redis_url: str, p
               ("drift.input.v1", "drift.profiles.v1", "drift.predictions.v1", "drift.concept.v1")}
     alerts = [reg.decode("Alert", m.value) for m in read(bootstrap, "alerts.v1", idle_timeout=1.0, deadline=deadline)]
     raised = [a for a in alerts if a["name"].startswith("drift.") and not a["name"].endswith(".cleared")]
+    from stream.drift_cli import drift_status  # noqa: PLC0415
+    status = drift_status(settings)
     say("drift reports          " + ", ".join(f"{t.split('.')[1]} {n:,}" for t, n in counts.items()) +
-        f"; {len(raised)} drift alarm(s) at the default (uncalibrated) thresholds"
+        f"; {len(raised)} drift alarm(s); drift is {status['state']} (alarms {status['alarms'].split(':')[0]})"
         + (": " + ", ".join(sorted({a['name'] for a in raised})[:6]) if raised else ""))

@@ -16,7 +16,7 @@ from stream.model_cli import publish_control
 from stream.serde import SchemaRegistry
 from stream.stack import endpoints
 from stream.stages.drift import REPORT_TOPICS
-from stream.drift_setup import STAGES
+from stream.drift_setup import STAGES, read_thresholds
 
 
 def stationary_values(bootstrap: str, serde: SchemaRegistry, alerting: tuple[str, ...], since_ms: int = 0,
@@ -38,7 +38,25 @@ def stationary_values(bootstrap: str, serde: SchemaRegistry, alerting: tuple[str
     return values, len({w for _, w in windows})
 
 
+def drift_status(settings: Settings) -> dict:
+    """Whether the drift worker would alarm with these settings, and on which thresholds."""
+    d = settings.drift
+    if d.thresholds_file:
+        table = read_thresholds(Path(d.thresholds_file))
+        return {"state": "calibrated", "thresholds_file": d.thresholds_file, "thresholds": len(table),
+                "alarms": "on"}
+    if not d.require_calibration:
+        return {"state": "uncalibrated", "alarms": "on, at the default thresholds (drift.require_calibration false)"}
+    return {"state": "calibrating", "alarms": "off: values reported with calibrated=false, no alert",
+            "next": "run a stationary stream through the drift worker, then `stream drift calibrate --out F` "
+                    "and set STREAM_DRIFT_THRESHOLDS_FILE=F"}
+
+
 def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
+    if args.drift_command == "status":
+        for key, value in drift_status(settings).items():
+            print(f"{key:16s} {value}")
+        return 0
     bootstrap, _ = endpoints(settings)
     serde = SchemaRegistry(settings.paths.schemas_dir)
     if args.drift_command == "reset-reference":
@@ -83,6 +101,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--since-ms", type=int, default=0, help="only windows starting at or after this epoch ms")
     sp.add_argument("--until-ms", type=int, default=None, help="only windows ending at or before this epoch ms")
     sp.add_argument("--min-windows", type=int, default=20, help="refuse with fewer stationary windows (default 20)")
+    dsub.add_parser("status", help="calibrating or calibrated: whether the drift worker raises alarms",
+                    description="Say whether drift alarms are on: only with a calibrated thresholds file "
+                                "(drift.thresholds_file), unless drift.require_calibration is false.")
     sp = dsub.add_parser("reset-reference", help="the next windows form a new reference (after a deliberate change)",
                          description="Publish PIN_REFERENCE on control.v1: the drift worker forgets the reference "
                                      "of the given stages (default all) and takes the next windows as the new one.")

@@ -28,7 +28,7 @@ def drift_thresholds(settings: Settings) -> Thresholds:
     values = {stat: float(getattr(d, stat)) for stat in DEFAULT_THRESHOLDS}
     if d.thresholds_file:
         values.update(read_thresholds(Path(d.thresholds_file)))
-    return Thresholds(values)
+    return Thresholds(values, calibrated=bool(d.thresholds_file) or not d.require_calibration)
 
 
 def read_thresholds(path: Path) -> dict[str, float]:

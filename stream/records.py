@@ -151,6 +151,7 @@ class DriftReport:
     reference_size: int
     reference_id: str
     late_events: int = 0
+    calibrated: bool = True
 
 
 @dataclass(slots=True)

@@ -75,6 +75,9 @@ class Thresholds:
     (0.1, 0.3, 0.15)
     """
     values: dict[str, float] = field(default_factory=dict)
+    #: False until thresholds were calibrated on this deployment's own stationary stream: the
+    #: values are reported, no alarm is raised (defaults alarmed 14 times on a stationary demo)
+    calibrated: bool = True
 
     def get(self, stage: str, quantity: str, statistic: str) -> float:
         base = quantity.split("[", 1)[0]
@@ -287,13 +290,14 @@ class StageDrift:
             threshold = self.thresholds.get(self.stage, quantity, statistic)
             if enough is None:
                 enough = n >= self.cfg.min_samples and ref_n >= self.cfg.min_samples
-            alarm = enough and crossed(statistic, value, threshold)
+            calibrated = self.thresholds.calibrated
+            alarm = enough and calibrated and crossed(statistic, value, threshold)
             rep = {"stage": self.stage, "quantity": quantity, "statistic": statistic, "value": float(value),
                    "threshold": threshold, "alarm": alarm, "window_start": start,
                    "window_end": start + self.cfg.window_ms, "sample_size": n, "reference_size": ref_n,
-                   "reference_id": ref.reference_id, "late_events": late}
+                   "reference_id": ref.reference_id, "late_events": late, "calibrated": calibrated}
             reports.append(rep)
-            if statistic in self.cfg.alerting and enough:
+            if statistic in self.cfg.alerting and enough and calibrated:
                 alert = self._hysteresis(rep)
                 if alert:
                     alerts.append(alert)

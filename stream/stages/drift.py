@@ -53,6 +53,8 @@ class DriftStage:
         #: per stage, per (topic, partition): [highest event time, wall time of its last record]
         self.sources: dict[str, dict[tuple[str, int], list]] = {stage: {} for stage in self.monitors}
         self.stats = StageStats("drift")
+        #: 0 while the thresholds are uncalibrated defaults: values reported, no alarm raised
+        self.stats.gauges["drift_calibrated"] = 1.0 if thresholds.calibrated else 0.0
         self.active: dict[str, dict] = {}  # alert name -> alert, while on
 
     def handle(self, topic: str, value: bytes, headers: dict[str, bytes] | None = None, partition: int = 0) -> None:

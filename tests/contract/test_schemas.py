@@ -47,7 +47,7 @@ REALISTIC = {
     "DriftReport": {"stage": "input", "quantity": "event_type", "statistic": "psi", "value": 0.31,
                     "threshold": 0.2, "alarm": True, "window_start": 1_700_000_000_000,
                     "window_end": 1_700_000_060_000, "sample_size": 6000, "reference_size": 60000,
-                    "reference_id": "ref-1", "late_events": 3},
+                    "reference_id": "ref-1", "late_events": 3, "calibrated": True},
     "StageMetrics": {"stage": "ingest", "worker": "w1", "emitted_at": 1_700_000_000_000, "interval_s": 5.0,
                      "events_in": 1000, "events_out": 990, "rejected": 10, "duplicates": 2, "replays": 0,
                      "errors": 0, "messages": 20, "batch_size_mean": 50.0,

@@ -109,3 +109,12 @@ def test_config_names_what_production_mode_would_refuse_and_rejects_values_outsi
     assert "faust.processing_guarantee: 'exactly_once' is not one of: at_least_once" in proc.stderr
     proc = run_cli("config", env={"STREAM_FAUST_WEB_PORT": "99999"})
     assert proc.returncode != 0 and "faust.web_port: 99999 is outside 0..65535" in proc.stderr
+
+
+def test_drift_status_says_alarms_are_off_until_calibrated(tmp_path):
+    proc = run_cli("drift", "status", check=True)
+    assert "calibrating" in proc.stdout and "alarms" in proc.stdout and "stream drift calibrate" in proc.stdout
+    f = tmp_path / "t.yaml"
+    f.write_text("thresholds:\n  input/*/psi: 0.4\n  input/*/js: 0.3\n")
+    proc = run_cli("drift", "status", env={"STREAM_DRIFT_THRESHOLDS_FILE": str(f)}, check=True)
+    assert "calibrated" in proc.stdout and "thresholds       2" in proc.stdout

@@ -277,3 +277,32 @@ def test_windows_opened_under_a_reset_reference_do_not_form_the_new_one():
     d.close(7000)  # ... is left out: the new reference is 4000-7000 and has real bins for price
     edges, counts, _, n = d.reference.numeric["price"]
     assert len(edges) >= 5 and n > 1000 and d.reference.windows == 3
+
+
+def test_uncalibrated_thresholds_report_the_drift_but_raise_no_alarm():
+    def run(thresholds):
+        d = StageDrift("input", input_values, DriftConfig(window_ms=1000, reference_windows=2, min_samples=10),
+                       thresholds)
+        for t in range(0, 3000, 10):
+            d.update({"event_type": "view", "category": "c1" if t % 20 else "c2", "timestamp": t}, t)
+        for t in range(3000, 4000, 10):  # the category goes missing: a drift any threshold sees
+            d.update({"event_type": "view", "category": None, "timestamp": t}, t)
+        return d.close(5000)
+    reports, alerts = run(Thresholds(calibrated=False))
+    moved = [r for r in reports if r["quantity"] == "category" and r["statistic"] == "psi" and r["value"] > 1]
+    assert moved and not any(r["alarm"] for r in reports) and alerts == []
+    assert all(r["calibrated"] is False for r in reports)
+    reports, alerts = run(Thresholds())
+    assert any(r["alarm"] for r in reports) and alerts and all(r["calibrated"] for r in reports)
+
+
+def test_the_drift_worker_alarms_only_once_calibrated_unless_told_otherwise(tmp_path):
+    from stream.drift_cli import drift_status
+    f = tmp_path / "t.yaml"
+    f.write_text("thresholds:\n  input/*/psi: 0.4\n")
+    assert drift_thresholds(Settings.load(env={})).calibrated is False
+    assert drift_status(Settings.load(env={}))["state"] == "calibrating"
+    calibrated = Settings.load(env={"STREAM_DRIFT_THRESHOLDS_FILE": str(f)})
+    assert drift_thresholds(calibrated).calibrated and drift_status(calibrated)["thresholds"] == 1
+    told = Settings.load(env={"STREAM_DRIFT_REQUIRE_CALIBRATION": "false"})
+    assert drift_thresholds(told).calibrated and drift_status(told)["state"] == "uncalibrated"
