@@ -21,10 +21,14 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 # promtool (from Debian's prometheus package) checks the metrics exposition and alert rules in
-# tests; install it when we can (root + apt), otherwise those checks are reported as skipped.
-if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "setup: installing promtool (apt package prometheus)" >&2
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) \
-    >/dev/null 2>&1 || echo "setup: warning: could not install promtool; its checks will be skipped" >&2
+# tests, docker-compose (v1) validates docker-compose.yml; install them when we can (root + apt),
+# otherwise those checks are reported as skipped.
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "setup: installing ${missing[*]} (apt) for the deployment checks" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}") \
+    >/dev/null 2>&1 || echo "setup: warning: could not install ${missing[*]}; their checks will be skipped" >&2
 fi
 echo "setup: ready ($(.venv/bin/python --version), $(.venv/bin/stream --help >/dev/null && echo 'stream CLI ok'))" >&2
