@@ -49,16 +49,6 @@ class LogfmtFormatter(logging.Formatter):
         return " ".join(parts)
 
 
-def sampled(n: int, first: int, every: int) -> bool:
-    """Should the ``n``-th occurrence (from 1) of a repeated event be logged: the first ``first``,
-    then every ``every``-th (greppable, never a flood).
-
-    >>> [n for n in range(1, 40) if sampled(n, 2, 10)]
-    [1, 2, 10, 20, 30]
-    """
-    return n <= first or n % every == 0
-
-
 class Repeats(logging.Filter):
     """Lets a client library's repeated line through ``burst`` times per ``window_s`` and then
     says how many it held back (aiokafka logged ~40 identical lines/s with its broker gone).

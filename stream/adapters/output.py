@@ -17,7 +17,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from stream.adapters.kafka import QUIET
 from stream.errors import BrokerError
-from stream.log import event, sampled
+from stream.log import event
 
 log = logging.getLogger("stream.output")
 
@@ -36,6 +36,7 @@ class Output:
         self.bootstrap = bootstrap
         #: since when no broker has answered (None: connected, or never failed)
         self.broker_down_since: float | None = None
+        self._errors_logged = 0
         self._errors = 0
         self.failed = 0
         self.sent = 0
@@ -50,7 +51,7 @@ class Output:
         if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT) and self.broker_down_since is None:
             self.broker_down_since = time.monotonic()
         self._errors += 1
-        if sampled(self._errors, 5, 100):
+        if self._errors <= 5 or self._errors % 100 == 0:  # greppable, never a flood
             event(log, "producer_error", logging.WARNING, error=str(err), errors=self._errors)
 
     def _acked(self, seq: int, err: KafkaError | None) -> None:

@@ -54,9 +54,8 @@ class ModelRegistry:
     def release(self, name: str, model: Any, *, family: str, parent: int | None, examples: int,
                 metrics: dict[str, float], pointer: str | None = "latest", min_version: int = 0) -> dict:
         """Store a new version of ``model`` and point ``pointer`` at it (None: only store it,
-        e.g. a candidate trained offline); returns its ModelRelease record with the blob (as
-        announced on models.v1; the registry keeps the record without it). The version is at
-        least ``min_version`` (a learner that outlived a registry reset keeps counting up)."""
+        e.g. a candidate trained offline); returns its ModelRelease record. The version is
+        at least ``min_version`` (a learner that outlived a registry reset keeps counting up)."""
         blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
         sha, mac = self.sign(blob)
         version = int(self._call(self.client.incr, self._k(name, "seq")))
@@ -67,47 +66,39 @@ class ModelRegistry:
                "created": int(time.time() * 1000), "examples_seen": int(examples),
                "metrics": {k: float(v) for k, v in metrics.items()}, "blob_key": self._k(name, "v", version),
                "blob_sha256": sha, "blob_hmac": mac, "blob": None}
-        self._store(rec, blob, pointer)
-        return {**rec, "blob": blob}
-
-    def restore(self, release: dict) -> dict:
-        """Put a release carried with its blob (from models.v1) back into a registry that lost
-        it, as the latest; refused (ModelIntegrityError) unless the blob's HMAC is this
-        deployment's. Returns the release as the registry keeps it (no blob)."""
-        try:
-            self._verify(release, release.get("blob"))
-        except ModelIntegrityError as exc:
-            raise ModelIntegrityError(f"model {release['model_name']} v{release['version']} on models.v1: blob "
-                                      f"missing or not signed with this registry key; not restored") from exc
-        name, version = release["model_name"], release["version"]
-        rec = {**release, "blob": None}
-        seq = self._call(self.client.get, self._k(name, "seq"))
-        # the next release gets a new version number
-        self._store(rec, release["blob"], "latest", seq=version if seq is None or int(seq) < version else None)
-        return rec
-
-    def _store(self, rec: dict, blob: bytes, pointer: str | None, seq: int | None = None) -> None:
-        """A release's blob, record, place among the versions and (optionally) pointer, in one transaction."""
-        name, version = rec["model_name"], rec["version"]
         pipe = self.client.pipeline(transaction=True)
         pipe.set(rec["blob_key"], blob)
         pipe.set(self._k(name, "release", version), self.serde.encode("ModelRelease", rec))
         pipe.zadd(self._k(name, "versions"), {str(version): version})
         if pointer:
             pipe.set(self._k(name, pointer), version)
-        if seq is not None:
-            pipe.set(self._k(name, "seq"), seq)
         self._call(pipe.execute)
+        return rec
 
-    def _verify(self, release: dict, blob: bytes | None) -> None:
-        """ModelIntegrityError unless ``blob`` is there and matches the release's SHA-256 and HMAC."""
-        if blob is None:
-            raise ModelIntegrityError(f"model {release['model_name']} v{release['version']}: blob "
-                                      f"{release['blob_key']} is missing")
-        sha, mac = self.sign(blob)
-        if sha != release["blob_sha256"] or not hmac.compare_digest(mac, release["blob_hmac"]):
-            raise ModelIntegrityError(f"model {release['model_name']} v{release['version']}: blob digest does not "
-                                      f"match its release (tampered or wrong registry key); refusing to load it")
+    def blob(self, release: dict) -> bytes | None:
+        return self._call(self.client.get, release["blob_key"])
+
+    def restore(self, release: dict) -> dict:
+        """Put a release carried with its blob (from models.v1) back into a registry that lost
+        it, as the latest; refused (ModelIntegrityError) unless the blob's HMAC is this
+        deployment's. Returns the release as the registry keeps it (no blob)."""
+        blob = release.get("blob")
+        sha, mac = self.sign(blob or b"")
+        if not blob or sha != release["blob_sha256"] or not hmac.compare_digest(mac, release["blob_hmac"]):
+            raise ModelIntegrityError(f"model {release['model_name']} v{release['version']} on models.v1: blob "
+                                      f"missing or not signed with this registry key; not restored")
+        name, version = release["model_name"], release["version"]
+        rec = {**release, "blob": None}
+        seq = self._call(self.client.get, self._k(name, "seq"))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(rec["blob_key"], blob)
+        pipe.set(self._k(name, "release", version), self.serde.encode("ModelRelease", rec))
+        pipe.zadd(self._k(name, "versions"), {str(version): version})
+        pipe.set(self._k(name, "latest"), version)
+        if seq is None or int(seq) < version:  # the next release gets a new version number
+            pipe.set(self._k(name, "seq"), version)
+        self._call(pipe.execute)
+        return rec
 
     def pointer(self, name: str, which: str) -> dict | None:
         """The release a pointer (``latest``, ``challenger``) names, if any."""
@@ -148,7 +139,13 @@ class ModelRegistry:
     def load(self, release: dict) -> Any:
         """Unpickle a release's blob after checking its SHA-256 and HMAC."""
         blob = self._call(self.client.get, release["blob_key"])
-        self._verify(release, blob)
+        if blob is None:
+            raise ModelIntegrityError(f"model {release['model_name']} v{release['version']}: blob "
+                                      f"{release['blob_key']} is missing")
+        sha, mac = self.sign(blob)
+        if sha != release["blob_sha256"] or not hmac.compare_digest(mac, release["blob_hmac"]):
+            raise ModelIntegrityError(f"model {release['model_name']} v{release['version']}: blob digest does not "
+                                      f"match its release (tampered or wrong registry key); refusing to load it")
         return pickle.loads(blob)  # noqa: S301 - integrity checked with the HMAC above
 
     # learning switches (set by the CLI, read by the learner)

@@ -35,7 +35,6 @@ from typing import Any, Awaitable, Callable
 
 import faust
 
-from stream.app.health import BROKER_REMEDY
 from stream.errors import BrokerError, StreamError
 from stream.log import event
 
@@ -152,7 +151,8 @@ def install_true_changelog_ends(on_lost: Callable[[str], None],
             held = held_offsets.get(tp)
             if held is not None and held > destination[tp]:
                 on_lost(f"changelog {tp.topic}[{tp.partition}] ends at offset {destination[tp]} but this worker "
-                        f"already read offset {held}: the broker lost records (restarted?); {BROKER_REMEDY}")
+                        f"already read offset {held}: the broker lost records (restarted?). On the embedded "
+                        f"stack: `stream up && stream topics create`, then restart every worker")
                 return
 
     _build_highwaters.__wrapped__ = original  # type: ignore[attr-defined]

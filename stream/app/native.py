@@ -40,7 +40,7 @@ import faust
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
 from stream.adapters.kafka import QUIET
-from stream.log import event, sampled
+from stream.log import event
 from stream.runner import NO_HEADERS, RawMessage
 
 log = logging.getLogger("stream.worker")
@@ -297,7 +297,7 @@ class NativeSource:
         if err.fatal():
             raise NativeSourceError(f"reading {self.topic} failed: {err.str()}")
         self._errors += 1
-        if sampled(self._errors, 5, 100):
+        if self._errors <= 5 or self._errors % 100 == 0:  # greppable, never a flood
             event(log, "native_consume_error", logging.WARNING, topic=self.topic, error=err.str(), code=err.code(),
                   errors=self._errors)
 

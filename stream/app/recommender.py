@@ -154,7 +154,7 @@ def wire_learning(w: Worker, topic: faust.TopicT, control: faust.TopicT, alerts:
                     outage.failed(exc)
                 except StoreError as fatal:
                     die(f"learner could not start: {fatal}")
-                await asyncio.sleep(outage.backoff_s())
+                await asyncio.sleep(min(5.0, 0.2 * 2 ** outage.failures))
             except Exception as exc:
                 die(f"learner could not start: {type(exc).__name__}: {exc}")
         async for values in stream.take(500, within=0.5):

@@ -21,7 +21,7 @@ import time
 from typing import Callable, Protocol, Sequence
 
 from stream.errors import StoreError
-from stream.log import event, sampled
+from stream.log import event
 from stream.monitor import StageStats
 from stream.users import Flushed
 
@@ -43,19 +43,13 @@ class Outage:
         if self.since is None:
             self.since = now
         down = now - self.since
-        if sampled(self.failures, 1, 20):
+        if self.failures == 1 or self.failures % 20 == 0:  # greppable, never a flood
             event(log, "redis_unavailable", logging.WARNING, user=self.what, down_s=round(down, 1),
                   limit_s=self.limit_s, error=str(exc), **fields)
         if down > self.limit_s:
             raise StoreError(f"Redis unavailable to the {self.what} for {down:.0f}s "
                              f"(redis.outage_limit_s={self.limit_s:g}): {exc}")
         return down
-
-    def backoff_s(self, base_s: float = 0.2, cap_s: float = 5.0) -> float:
-        """How long to wait before the next try: 0 when not failing, else doubling from ``base_s``, capped."""
-        if self.since is None:
-            return 0.0
-        return min(cap_s, base_s * 2 ** min(self.failures - 1, 16))
 
     def ok(self) -> bool:
         """Record a success; True if it ends an outage."""
@@ -86,7 +80,9 @@ class ProfileSync:
     @property
     def delay_s(self) -> float:
         """How long to wait before the next pass: 0 when healthy, else the backoff."""
-        return self.outage.backoff_s(self.backoff_s, self.backoff_max_s)
+        if self.outage.since is None:
+            return 0.0
+        return min(self.backoff_max_s, self.backoff_s * 2 ** min(self.outage.failures - 1, 16))
 
     def queue(self, f: Flushed) -> None:
         """The newest profile of a user wins (versions only grow)."""

@@ -213,8 +213,7 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
                            d.idle_close_s, river_detectors(d.adwin_delta, d.page_hinkley_threshold),
                            attribution_ms=int(m.attribution_window_s * 1000))
         stats.append(drift.stats)
-    dead_letters = KafkaDeadLetters(out, registry, pseudonymise_key=ingest_cfg.pseudonymise_key)
-    runner = StageRunner(handlers, dead_letters, registry) if handlers else None
+    runner = StageRunner(handlers, KafkaDeadLetters(out, registry, pseudonymise_key=ingest_cfg.pseudonymise_key), registry) if handlers else None
     w = Worker(settings, worker_id, app, out, None if side_only else users, runner, stats,
                {s.stage: topology.stage(s.stage).monitor for s in stats}, registry,
                models=models, slot=slot, feedback=feedback, learn=learn, score=score, retrieve=retrieve)
@@ -317,8 +316,8 @@ def _update_consumer_lag(w: Worker) -> None:
         for s in w.stats:
             s.gauges["consumer_lag"] = -1 if lag is None else lag
             s.gauges["consumer_lag_events"] = -1 if lag is None else round(lag * max(per_message, 1.0))
-        # fetched for an earlier assignment or read before: dropped, not processed
-        ingest.gauges["reader_stale_dropped"] = w.native.stale_dropped
+        if w.native is not None:  # fetched for an earlier assignment or read before: dropped, not processed
+            w.stage("ingest").gauges["reader_stale_dropped"] = w.native.stale_dropped
     except Exception as exc:  # lag is best effort; never let it stop the monitor
         event(log, "lag_unavailable", logging.DEBUG, error=str(exc))
 

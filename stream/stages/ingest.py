@@ -39,10 +39,8 @@ class IngestStage:
         inputs[key] = inputs.get(key, 0.0) + 1.0
         ingest.validate(ev, int(self.clock() * 1000), self.cfg)
         secret = self.cfg.pseudonymise_key
-        if secret:  # the keyed tag is checked only when a header claims it (not an HMAC per event)
-            claimed = msg.headers.get(INGESTED_HEADER)
-            if claimed is None or claimed != ingest.forward_tag(ev["user_id"], ev["event_id"], secret):
-                ev["user_id"] = ingest.pseudonymise(ev["user_id"], secret)
+        if secret and msg.headers.get(INGESTED_HEADER) != ingest.forward_tag(ev["user_id"], ev["event_id"], secret):
+            ev["user_id"] = ingest.pseudonymise(ev["user_id"], secret)
         user = ev["user_id"]
         owner = partition_for(user, self.partitions)
         if owner != pos.partition:  # mis-keyed (or pseudonymised): correct it, do not lose it

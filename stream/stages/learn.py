@@ -149,9 +149,8 @@ class LearnLoop:
         if self.rollout is not None and self.rollout.state is not None:
             self.rollout.state.champion = rec["version"]  # the champion's newest snapshot
             self.rollout.save()
-        # with the blob: a registry that lost its data is restored from here
-        self.out.produce("models.v1", self.serde.encode("ModelRelease", rec), key=self.name.encode())
-        rec = {**rec, "blob": None}
+        announced = {**rec, "blob": self.registry.blob(rec)}  # with the blob: the registry can be restored
+        self.out.produce("models.v1", self.serde.encode("ModelRelease", announced), key=self.name.encode())
         self.since_release, self.last_release = 0, time.monotonic()
         self.stats.outputs.update({f"{k}": v for k, v in metrics.items()})
         self.stats.add_output("releases")
