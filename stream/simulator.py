@@ -1,14 +1,18 @@
 """Closed-loop simulator: simulated users browse, ask for recommendations and click them.
 
-Users have latent category preferences (the :class:`~stream.workload.Workload`). They
-produce browsing events and ``recommend_request`` events to clicks.v1; the simulator
-reads recommendations.v1, and for every served item the user clicks it with
-probability ``click_scale * preference(item's category)`` (and now and then clicks
-something else). With ``batch_ms`` the simulated app sends its events in batch
+Users are those of a :class:`~stream.workload.Workload`. They produce browsing events
+and ``recommend_request`` events to clicks.v1; the simulator reads recommendations.v1,
+and for every served item the user clicks it with probability ``click_scale x`` the
+user's liking for it: with item-level tastes (``Workload(tastes=D)``, what the demo
+uses) the workload's :meth:`~stream.workload.Workload.affinity` for that item, so a
+list is rewarded for the items it holds, as on a real log; without tastes, the user's
+preference for the item's category (and now and then the user clicks something else).
+Recommendations for users of other workloads (other traffic on the same stack) are
+counted as ``foreign`` and left alone. With ``batch_ms`` the simulated app sends its events in batch
 envelopes, one per partition at most every ``batch_ms`` (fewer, larger Kafka messages,
 as a mobile SDK does), instead of one message per event. Knowing the ground truth, it
 reports the CTR of what was served, the expected CTR of a random and of an ideal list,
-and the CTR over time.
+and the CTR over time (and, with tastes, of a list of the most popular items).
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class SimReport:
     other_clicks: int = 0
     random_ctr: float = 0.0
     ideal_ctr: float = 0.0
+    popular_ctr: float | None = None  # with tastes: the CTR of the 10 most browsed items
+    foreign: int = 0  # recommendations for users who are not this simulator's
     windows: list[Window] = field(default_factory=list)
 
     @property
@@ -74,13 +80,25 @@ class ClosedLoop:
                                   "enable.auto.commit": False})
         self.consumer.assign([TopicPartition("recommendations.v1", p, OFFSET_END) for p in range(partitions)])
         self.report = SimReport()
-        prefs = [self.wl.user_prefs(f"{self.wl.user_prefix}{u}") for u in range(self.wl.users)]
-        item_share = [len(items) / self.wl.items for items in self.wl.cat_items]
-        self.report.random_ctr = click_scale * sum(sum(p * s for p, s in zip(pr, item_share)) for pr in prefs) / len(prefs)
-        self.report.ideal_ctr = click_scale * sum(max(pr) for pr in prefs) / len(prefs)
+        if self.wl.tastes:
+            truth = self.wl.ground_truth_ctr(k)
+            self.report.random_ctr, self.report.ideal_ctr = click_scale * truth["random"], click_scale * truth["ideal"]
+            self.report.popular_ctr = click_scale * truth["popular"]
+        else:
+            prefs = [self.wl.user_prefs(f"{self.wl.user_prefix}{u}") for u in range(self.wl.users)]
+            item_share = [len(items) / self.wl.items for items in self.wl.cat_items]
+            self.report.random_ctr = click_scale * sum(sum(p * s for p, s in zip(pr, item_share))
+                                                       for pr in prefs) / len(prefs)
+            self.report.ideal_ctr = click_scale * sum(max(pr) for pr in prefs) / len(prefs)
 
-    def p_click(self, user_id: str, category: str | None, at_ms: int | None = None) -> float:
-        """The true click probability; with a drift scenario, of the preferences at ``at_ms`` (default: now)."""
+    def p_click(self, user_id: str, category: str | None, at_ms: int | None = None, item: str | None = None) -> float:
+        """The true click probability of a served item; with a drift scenario, of the
+        preferences at ``at_ms`` (default: now). 0 for a user who is not this workload's."""
+        if self.wl.user_index(user_id) is None:
+            return 0.0
+        if self.wl.tastes:
+            t = int(time.time() * 1000) if at_ms is None else at_ms
+            return self.click_scale * self.wl.affinity(user_id, item or "", t if self.wl.scenario else None)
         if not category:
             return 0.0
         if self.wl.scenario is not None:
@@ -113,12 +131,15 @@ class ClosedLoop:
     def _answer(self, rec: dict) -> None:
         """The user looks at a recommendation and maybe clicks."""
         r, user = self.report, rec["user_id"]
+        if self.wl.user_index(user) is None:
+            r.foreign += 1
+            return
         w = self._window(time.monotonic())
         now_ms = int(time.time() * 1000)
         r.recommendations += 1
         w.versions.add(rec["model_version"])
         for item in rec["items"]:
-            p = self.p_click(user, item["category"], now_ms)
+            p = self.p_click(user, item["category"], now_ms, item["item_id"])
             r.served += 1
             w.served += 1
             r.expected += p

@@ -4,6 +4,14 @@ Users have latent category preferences (Dirichlet), browse in sessions, and pick
 with Zipf popularity inside a category. A configurable share of records is malformed,
 each with the reason ingest must give, so tests can check every reject.
 
+With ``tastes=D`` users also have item-level tastes, as real logs do: users and items
+get D-dimensional taste vectors (items near their category's centroid), a user picks an
+item of a category with probability ~ Zipf popularity x ``exp(taste_strength * u.v)``,
+a session sticks to one category (``session_focus``), and a view returns to one of the
+user's recent items now and then (``revisit``). Two users with similar tastes then browse
+similar items, so co-visitation carries the signal a category-only stream lacks, and
+:meth:`Workload.affinity` gives the ground truth a simulator clicks by.
+
 An optional :class:`Scenario` makes the stream drift at a known change point (see
 ``SCENARIOS``), so drift detection can be tested against ground truth.
 
@@ -113,6 +121,8 @@ class _User:
     session_left: int = 0
     shifted: np.ndarray | None = None  # the preferences after a sudden/gradual/concept change
     shifted_cum: list | None = None
+    session_cat: int = 0  # tastes: the category this session sticks to
+    recent: list = field(default_factory=list)  # tastes: the last items the user viewed
 
 
 @dataclass
@@ -135,6 +145,13 @@ class Workload:
     start_ms: int | None = None
     user_prefix: str = "u"
     scenario: Scenario | None = None
+    #: item-level tastes: the taste vectors' dimension (0: users like categories, not items)
+    tastes: int = 0
+    taste_strength: float = 3.0
+    #: tastes: the chance that an event stays in its session's category
+    session_focus: float = 0.6
+    #: tastes: the chance that a view returns to one of the user's last 10 viewed items
+    revisit: float = 0.2
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -174,6 +191,122 @@ class Workload:
         self._half = self.users // 2  # covariate: users [half, users) are the new segment
         new = activity[self._half:]
         self._new_cum = list(np.cumsum(new / new.sum()))
+        self._activity = activity / activity.sum()
+        if self.tastes:
+            self._init_tastes(item_cat)
+
+    # --- item-level tastes (``tastes > 0``) ---------------------------------------------------
+
+    def _init_tastes(self, item_cat: np.ndarray) -> None:
+        """Taste vectors from their own RNG, so the category-level draws stay as they were."""
+        trng = np.random.default_rng([self.seed, 1_000_003])
+        d = self.tastes
+        centroids = trng.normal(size=(self.categories, d))
+
+        def unit(m: np.ndarray) -> np.ndarray:
+            return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+        self._item_vec = unit(0.8 * unit(centroids)[item_cat] + trng.normal(size=(self.items, d)) / np.sqrt(d))
+        prefs = np.array([u.prefs for u in self._users])
+        self._user_vec = unit(unit(prefs @ centroids) + 0.7 * trng.normal(size=(self.users, d)) / np.sqrt(d))
+        self._item_cat = item_cat
+        self._item_index = {f"i{i}": i for i in range(self.items)}
+        # Zipf weight of each item by its rank inside its category; items sorted by category
+        self._zipf = np.zeros(self.items)
+        for items in self.cat_items:
+            idx = [int(x[1:]) for x in items]
+            self._zipf[idx] = 1.0 / np.arange(1, len(idx) + 1) ** self.zipf_a
+        self._by_cat = np.argsort(item_cat, kind="stable")
+        self._cat_start = np.searchsorted(item_cat[self._by_cat], np.arange(self.categories + 1))
+        self._taste_rng = random.Random(f"tastes:{self.seed}")
+        self._within_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._ref: dict[int, float] = {}
+
+    def _within(self, u: int) -> tuple[np.ndarray, np.ndarray]:
+        """User ``u``'s chance of each item given its category, and its cumulative sums in
+        category order (category c's items span ``(c, c+1]``)."""
+        got = self._within_cache.get(u)
+        if got is None:
+            w = self._zipf * np.exp(self.taste_strength * (self._item_vec @ self._user_vec[u]))
+            per_cat = np.bincount(self._item_cat, weights=w, minlength=self.categories)
+            within = w / per_cat[self._item_cat]
+            got = self._within_cache[u] = (within, np.cumsum(within[self._by_cat]))
+        return got
+
+    def _taste_item(self, u: int, cat: int, r: float) -> str | None:
+        start, end = self._cat_start[cat], self._cat_start[cat + 1]
+        if start == end:
+            return None
+        cum = self._within(u)[1]
+        lo = cum[start - 1] if start else 0.0
+        pos = int(np.searchsorted(cum, lo + r * (cum[end - 1] - lo)))
+        return f"i{int(self._by_cat[min(max(pos, start), end - 1)])}"
+
+    def _taste_choice(self, u: _User, cat: int, etype: str) -> tuple[int, str | None]:
+        """A tastes event's category and item: a recent item again (a ``revisit`` of a view),
+        else the session's category (``session_focus``) and an item by popularity x taste.
+        One draw of the main RNG per event, as without tastes, so event ids stay as they were."""
+        trng, idx, r = self._taste_rng, int(u.user_id[len(self.user_prefix):]), self._rng.random()
+        if etype == "view" and u.recent and trng.random() < self.revisit:
+            item = u.recent[int(trng.random() * len(u.recent))]
+            cat = int(self._item_cat[self._item_index[item]])
+        else:
+            if trng.random() < self.session_focus:
+                cat = u.session_cat
+            item = self._taste_item(idx, cat, r)
+        if item is not None and etype == "view":
+            u.recent.append(item)
+            del u.recent[:-10]
+        return cat, item
+
+    def interest(self, user: int, prefs: np.ndarray | None = None) -> np.ndarray:
+        """The chance that user ``user``'s next browse is each item (category preference x
+        taste within the category), under ``prefs`` (default: the user's own)."""
+        p = self._users[user].prefs if prefs is None else prefs
+        return p[self._item_cat] * self._within(user)[0]
+
+    def affinities(self, user: int) -> np.ndarray:
+        """:meth:`affinity` of user ``user`` for every item (``i0``, ``i1``, ...), before any change."""
+        q = self.interest(user)
+        ref = self._ref.get(user)
+        if ref is None:
+            ref = self._ref[user] = float(np.partition(q, -10)[-10])
+        return np.minimum(1.0, q / ref) if ref > 0 else np.zeros_like(q)
+
+    def ground_truth_ctr(self, k: int = 10, sample: int = 300) -> dict[str, float]:
+        """Mean affinity of a list of ``k`` items, over (up to ``sample``) users: ``random``
+        (any items), ``popular`` (the ``k`` items most browsed over all users, weighted by
+        activity) and ``ideal`` (each user's own top ``k``: the oracle). Needs tastes."""
+        users = range(min(self.users, sample))
+        aff = np.array([self.affinities(u) for u in users])
+        interest = np.array([self.interest(u) for u in users])
+        browsed = self._activity[:len(aff)] @ interest
+        top = np.argsort(-browsed)[:k]
+        return {"random": float(aff.mean()), "popular": float(aff[:, top].mean()),
+                "ideal": float(np.sort(aff, axis=1)[:, -k:].mean())}
+
+    def affinity(self, user_id: str, item_id: str, t_ms: float | None = None) -> float:
+        """Ground truth in [0, 1]: how much the user likes the item, its :meth:`interest`
+        over that of the user's 10th favourite item, capped at 1 (1 for the top 10).
+        With a scenario, the interest follows :meth:`click_prefs` at ``t_ms``. 0 for an
+        unknown user or item, or without tastes."""
+        u, i = self.user_index(user_id), self._item_index.get(item_id) if self.tastes else None
+        if u is None or i is None:
+            return 0.0
+        if u not in self._ref:
+            self.affinities(u)
+        ref = self._ref[u]
+        prefs = self._users[u].prefs if t_ms is None else self.click_prefs(user_id, t_ms)
+        q = float(prefs[self._item_cat[i]] * self._within(u)[0][i])
+        return min(1.0, q / ref) if ref > 0 else 0.0
+
+    def user_index(self, user_id: str) -> int | None:
+        """The index of one of this workload's users, or None for anyone else."""
+        if not user_id.startswith(self.user_prefix):
+            return None
+        rest = user_id[len(self.user_prefix):]
+        if not rest.isdigit() or int(rest) >= self.users:
+            return None
+        return int(rest)
 
     @property
     def now_ms(self) -> int:
@@ -226,11 +359,16 @@ class Workload:
         if u.session_left <= 0:
             u.session_id = uuid.UUID(int=rng.getrandbits(128)).hex[:16]
             u.session_left = 1 + int(rng.expovariate(1 / 8))
+            if self.tastes:
+                u.session_cat = self._pick(u.cum, self._taste_rng)
         u.session_left -= 1
         etype = event_type or self._types[self._pick(self._type_cum)]
         # sudden/gradual: the browsing category follows the shifted preferences (same main-RNG draw)
         cat = self._pick(u.shifted_cum if self._changed(self._mix(t, "sudden", "gradual")) else u.cum)
-        item = self.cat_items[cat][self._pick(self._cum[cat])] if self.cat_items[cat] else None
+        if self.tastes:
+            cat, item = self._taste_choice(u, cat, etype)
+        else:
+            item = self.cat_items[cat][self._pick(self._cum[cat])] if self.cat_items[cat] else None
         has_item = etype not in ("search", "recommend_request") and item is not None
         ev = {
             "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,

@@ -26,6 +26,7 @@ SERDE = SchemaRegistry.default()
 ENV = {"STREAM_MODEL_ATTRIBUTION_WINDOW_S": "8", "STREAM_ROLLOUT_WINDOW_S": "5",
        "STREAM_ROLLOUT_MIN_EXAMPLES": "150", "STREAM_ROLLOUT_STEP_EXAMPLES": "150", "STREAM_ROLLOUT_STEP_WINDOWS": "1",
        "STREAM_ROLLOUT_STEPS": "0.05,0.10,0.50,1.0", "STREAM_MODEL_RELEASE_EVERY_S": "3"}
+SCORING = "ingest,profile,feedback,score"
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +34,15 @@ def loop(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rollout")
     with fresh_stack(tmp) as env:
         env = {**env, **ENV}
-        w = WorkerProcess(env, tmp, "r1")
-        state = {"env": env, "workers": [w], "tmp": tmp, "wl": Workload(seed=5, users=400),
+        # as in production: the learner (and rollout controller) in a worker of its own; fused with a
+        # loaded clicks path its feedback and control.v1 fetches starve (a rollback took > 30 s)
+        w = WorkerProcess(env, tmp, "r1", stages=SCORING)
+        learner = WorkerProcess(env, tmp, "l1", stages="learn")
+        state = {"env": env, "workers": [w, learner], "tmp": tmp, "wl": Workload(seed=5, users=400, tastes=8),
                  "models": ModelRegistry(env["STREAM_REDIS_URL"], "stream-dev-registry-key", SERDE)}
         try:
             w.wait_ready()
+            learner.wait_ready()
             drive(state, lambda: False, 40)  # the champion learns from the simulated users (CTR ~5x random)
             yield state
         finally:
@@ -119,7 +124,7 @@ def test_a_worse_canary_is_rolled_back_automatically_before_its_share_exceeds_10
     cli(loop, "canary", str(bad))
     assert drive(loop, lambda: state(loop).get("mode") == "idle" and state(loop).get("challenger") is None
                  and any(a["name"] == "rollout.rolled_back" and a["created"] >= t0 for a in alerts(loop)), 120), \
-        (state(loop), [a["message"] for a in alerts(loop) if a["created"] >= t0], loop["workers"][0].log_tail(30))
+        (state(loop), [a["message"] for a in alerts(loop) if a["created"] >= t0], loop["workers"][1].log_tail(30))
     rolled = [a for a in alerts(loop) if a["name"] == "rollout.rolled_back" and a["created"] >= t0][-1]
     steps = [a for a in alerts(loop) if a["name"] == "rollout.step" and a["created"] >= t0]
     assert "automatic" in rolled["message"] and "worse" in rolled["message"]
@@ -132,20 +137,20 @@ def test_a_worse_canary_is_rolled_back_automatically_before_its_share_exceeds_10
 
 def test_a_restart_keeps_the_canary_and_a_cli_rollback_reaches_every_worker(loop):
     v = candidate(loop, 1.0)
-    second = WorkerProcess({**loop["env"]}, loop["tmp"], "r2", stages="ingest,profile,feedback,score")
+    second = WorkerProcess({**loop["env"]}, loop["tmp"], "r2", stages=SCORING)
     loop["workers"].append(second)
     second.wait_ready()
     cli(loop, "canary", str(v), "--steps", "0.5,1.0")
     assert drive(loop, lambda: state(loop).get("mode") == "canary", 30)
-    first = loop["workers"][0]
-    assert first.stop() is not None
-    restarted = WorkerProcess(loop["env"], loop["tmp"], "r1b")
-    loop["workers"][0] = restarted
+    learner = loop["workers"][1]
+    assert learner.stop() is not None
+    restarted = WorkerProcess(loop["env"], loop["tmp"], "l1b", stages="learn")
+    loop["workers"][1] = restarted
     restarted.wait_ready()
     assert drive(loop, lambda: "event=rollout_resumed model=reco mode=canary" in restarted.log_path.read_text(), 60)
     assert state(loop)["share"] == 0.5
     cli(loop, "rollback", "--reason", "operator test")
-    for w in (restarted, second):
+    for w in (loop["workers"][0], second):
         assert drive(loop, lambda w=w: "mode=idle" in w.log_path.read_text().split("rollout_followed")[-1], 30), \
             w.log_tail()
     t0 = int(time.time() * 1000)
@@ -156,9 +161,14 @@ def test_a_restart_keeps_the_canary_and_a_cli_rollback_reaches_every_worker(loop
 
 
 def test_a_better_challenger_is_promoted_through_every_step_without_manual_action(loop):
-    good = candidate(loop, 1.0)
-    run_cli("model", "reset", env=loop["env"])  # the champion starts again from scratch: the candidate is better
-    drive(loop, lambda: False, 4)
+    good = candidate(loop, 1.0)  # the trained champion, learning on
+    # a champion worse by construction (weights turned around, never learning), promoted by hand
+    bad = candidate(loop, -1.0, learns=False)
+    cli(loop, "canary", str(bad))
+    assert drive(loop, lambda: state(loop).get("mode") == "canary", 30), state(loop)
+    cli(loop, "promote")
+    assert drive(loop, lambda: state(loop).get("mode") == "idle" and state(loop).get("blue") is not None, 30), \
+        state(loop)
     t0 = int(time.time() * 1000)
     cli(loop, "canary", str(good))
     assert drive(loop, lambda: any(a["name"] == "rollout.promoted" and a["created"] >= t0 for a in alerts(loop)),
