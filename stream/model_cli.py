@@ -2,6 +2,9 @@
 
 freeze/resume/reset set a switch in the registry that the learner reads before each
 batch, and are published on control.v1 (who, what, when) so every change is on record.
+Rollout commands travel on control.v1 to the learner, which answers on alerts.v1 (the
+transitions, or a refusal with its reason); the command waits for that answer (bounded,
+``--timeout``; ``--no-wait`` to skip) and exits 1 with the learner's reason if refused.
 """
 
 from __future__ import annotations
@@ -9,12 +12,14 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import sys
 import time
 import uuid
 
-from stream.adapters.kafka import producer
+from stream.adapters.kafka import Answers, producer
 from stream.adapters.registry import ModelRegistry
 from stream.config import Settings
+from stream.core.rollout import RolloutError, parse_steps
 from stream.errors import StreamError
 from stream.serde import SchemaRegistry
 from stream.stack import endpoints
@@ -27,7 +32,8 @@ def _registry(settings: Settings) -> tuple[ModelRegistry, SchemaRegistry, str]:
 
 
 def publish_control(serde: SchemaRegistry, bootstrap: str, name: str, action: str, version: int | None = None,
-             args: dict[str, str] | None = None) -> None:
+             args: dict[str, str] | None = None) -> str:
+    """Send one ControlCommand; returns its command_id."""
     cmd = {"command_id": uuid.uuid4().hex, "model_name": name, "action": action, "version": version,
            "args": args or {},
            "issued_at": int(time.time() * 1000), "issued_by": getpass.getuser()}
@@ -35,6 +41,7 @@ def publish_control(serde: SchemaRegistry, bootstrap: str, name: str, action: st
     p.produce("control.v1", serde.encode("ControlCommand", cmd), key=name.encode())
     if p.flush(10):
         raise StreamError("control.v1: the command was not delivered within 10s")
+    return cmd["command_id"]
 
 
 def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
@@ -103,12 +110,41 @@ def _rollout_command(args: argparse.Namespace, reg: ModelRegistry, serde: Schema
         raise StreamError(f"model {name!r} has no version {version} (see `stream model list`)")
     extra = {}
     if getattr(args, "steps", None):
+        try:
+            parse_steps(args.steps)
+        except RolloutError as exc:
+            raise StreamError(f"--steps: {exc}") from None
         extra["steps"] = args.steps
     if getattr(args, "reason", None):
         extra["reason"] = args.reason
-    publish_control(serde, bootstrap, name, action, version, extra)
-    print(f"model {name}: {args.model_command}{f' v{version}' if version is not None else ''} published on "
-          f"control.v1; the learner applies it and every scorer follows (check `stream model status`)")
+    what = f"{args.model_command}{f' v{version}' if version is not None else ''}"
+    if args.no_wait:
+        publish_control(serde, bootstrap, name, action, version, extra)
+        print(f"model {name}: {what} published on control.v1 (not waiting: `stream model status` shows whether "
+              f"the learner applied it)")
+        return 0
+    answers = Answers(bootstrap, "alerts.v1")  # opened first: the answer cannot slip past
+    try:
+        command_id = publish_control(serde, bootstrap, name, action, version, extra)
+        print(f"model {name}: {what} published on control.v1; waiting up to {args.timeout:g}s for the learner's "
+              f"answer on alerts.v1", file=sys.stderr, flush=True)
+
+        def answers_it(raw: bytes) -> bool:
+            try:
+                return serde.decode("Alert", raw)["evidence"].get("command_id") == command_id
+            except StreamError:
+                return False
+        got = [serde.decode("Alert", raw) for raw in answers.wait(answers_it, args.timeout)]
+    finally:
+        answers.close()
+    if not got:
+        raise StreamError(f"no answer from the learner within {args.timeout:g}s: is a learner running "
+                          f"(`stream worker --stages learn`)? The command stays on control.v1 and is applied when "
+                          f"a learner reads it; `stream model status` shows the state")
+    refused = [a for a in got if a["name"] == "rollout.refused"]
+    if refused:
+        raise StreamError(f"the learner refused {what}: {refused[0]['message']}")
+    print(f"model {name}: {what} applied by the learner: " + "; ".join(a["message"] for a in got))
     return 0
 
 
@@ -138,10 +174,25 @@ def _status(reg: ModelRegistry, name: str, settings: Settings) -> int:
         ev = d.get("evidence") or {}
         if ev:
             print("    " + " ".join(f"{k}={v}" for k, v in sorted(ev.items())))
+    refusal = reg.meta(name, "rollout_last_refusal")
+    if refusal:
+        r = json.loads(refusal)
+        print(f"  last refusal: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r['at'] / 1000))} "
+              f"{r['action']} by {r['issued_by']}: {r['message']}")
     if state.get("pending"):
         print(f"  PENDING (manual mode): the analysis recommends {state['pending']}; confirm with "
               f"`stream model {'advance' if state['pending'] == 'step' else state['pending']}`")
     return 0
+
+
+def _positive_seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {raw!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be within (0, 3600] seconds, got {raw}")
+    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -166,4 +217,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             sp.add_argument("--steps", default=None, help="traffic shares, e.g. 0.05,0.1,0.25,0.5,1.0 (default: rollout.steps)")
         if action == "rollback":
             sp.add_argument("--reason", default=None, help="why (recorded in the alert)")
+        sp.add_argument("--timeout", type=_positive_seconds, default=30.0,
+                        help="seconds to wait for the learner's answer (default 30)")
+        sp.add_argument("--no-wait", action="store_true", help="publish the command and return at once")
     mp.set_defaults(handler=cmd_model)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -182,3 +182,53 @@ def log_ends(bootstrap: str, reported: dict[tuple[str, int], int], timeout: floa
     finally:
         consumer.close()
     return ends
+
+
+class Answers:
+    """Records of ``topic`` produced from now on (no consumer group, no commits): open it
+    before sending a request, then :meth:`wait` for the records that answer it.
+
+    Starts at each partition's reported end; Tansu reports it short of the true end by the
+    last batch's other records, so a few older records may come first: callers match
+    answers by id.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, timeout: float = 10.0) -> None:
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stream-answers",
+                                  "enable.auto.commit": False, "fetch.wait.max.ms": 50, **QUIET})
+        try:
+            md = self.consumer.list_topics(topic, timeout=timeout)
+            tmeta = md.topics.get(topic)
+            if tmeta is None or tmeta.error is not None or not tmeta.partitions:
+                raise BrokerError(f"topic {topic} does not exist on the broker (run `stream topics create`)")
+            tps = []
+            for p in sorted(tmeta.partitions):
+                _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                tps.append(TopicPartition(topic, p, max(high, 0)))
+            self.consumer.assign(tps)
+        except KafkaException as exc:
+            self.consumer.close()
+            raise BrokerError(f"broker did not answer about {topic}: {exc}") from exc
+        except BrokerError:
+            self.consumer.close()
+            raise
+
+    def wait(self, match: Callable[[bytes], bool], timeout: float, settle: float = 0.5) -> list[bytes]:
+        """Values for which ``match`` is true: all that arrive within ``settle`` s of the first
+        one (one answer may be several records), or none by ``timeout`` s."""
+        got: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return got
+            msg = self.consumer.poll(min(0.2, deadline - now))
+            if msg is None or msg.error() is not None:
+                continue
+            if match(msg.value()):
+                if not got:
+                    deadline = min(deadline, time.monotonic() + settle)
+                got.append(msg.value())
+
+    def close(self) -> None:
+        self.consumer.close()

@@ -183,7 +183,18 @@ def _pct(share: float) -> str:
     return f"{share * 100:g}%"
 
 
-def _check_steps(steps: list[float]) -> None:
+def parse_steps(raw: tuple[str, ...] | str) -> list[float]:
+    """Traffic shares from ``"0.05,0.25,1.0"`` (or a tuple of strings); checked by :func:`check_steps`."""
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    try:
+        steps = [float(x) for x in items if str(x).strip()]
+    except ValueError:
+        raise RolloutError(f"steps must be numbers like 0.05,0.25,1.0, not {raw!r}") from None
+    check_steps(steps)
+    return steps
+
+
+def check_steps(steps: list[float]) -> None:
     if not steps or any(not 0 < s <= 1 for s in steps) or any(a >= b for a, b in zip(steps, steps[1:])):
         raise RolloutError(f"steps must be a non-empty increasing list within (0, 1], not {steps!r}")
 
@@ -216,7 +227,7 @@ class RolloutState(_Record):
     def __post_init__(self) -> None:
         if self.mode not in MODES or self.automation not in AUTOMATIONS:
             raise RolloutError(f"invalid mode {self.mode!r} or automation {self.automation!r}")
-        _check_steps(self.steps)
+        check_steps(self.steps)
 
     def _describe(self) -> str:
         if self.mode == "canary":
@@ -259,7 +270,7 @@ class RolloutState(_Record):
         if self.mode == "shadow" and version != self.challenger:
             raise RolloutError(f"{self.model}: {self._describe()} is running; roll it back before a canary of v{version}")
         if steps is not None:
-            _check_steps(list(steps))
+            check_steps(list(steps))
             self.steps = [float(s) for s in steps]
         self._enter(version, "canary", self.steps[0])
         return self._emit("rollout.canary_started", "INFO", f"canary v{version} of {self.model} started at "

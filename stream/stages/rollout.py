@@ -5,10 +5,16 @@ learns the challenger (and the previous champion, kept warm after a switch) from
 feedback as the champion, judges each window, applies operator commands from control.v1
 and drift alarms on the challenger's predictions, and publishes every transition as an
 Alert on alerts.v1 and a log line.
+
+Every command gets an answer on alerts.v1 carrying its ``command_id`` in the evidence:
+the transitions it caused, ``rollout.applied`` when it changed nothing visible, or
+``rollout.refused`` with the reason (also kept in the registry for ``stream model
+status``). The CLI waits for that answer.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -18,7 +24,8 @@ from stream.adapters.registry import ModelIntegrityError
 from stream.config import RolloutSettings
 from stream.core.drift_quantities import log_loss
 from stream.core.learn import Learner
-from stream.core.rollout import JudgeConfig, PairedLoss, RolloutError, RolloutState, Transition, VariantWindow, judge
+from stream.core.rollout import (JudgeConfig, PairedLoss, RolloutError, RolloutState, Transition, VariantWindow, judge,
+                                 parse_steps)
 from stream.errors import StreamError
 from stream.log import event
 from stream.monitor import StageStats
@@ -37,14 +44,6 @@ def judge_config(s: RolloutSettings) -> JudgeConfig:
                        step_examples=s.step_examples)
 
 
-def parse_steps(raw: tuple[str, ...] | str) -> list[float]:
-    items = raw.split(",") if isinstance(raw, str) else list(raw)
-    try:
-        return [float(x) for x in items if str(x).strip()]
-    except ValueError:
-        raise RolloutError(f"steps must be numbers like 0.05,0.25,1.0, not {raw!r}") from None
-
-
 class RolloutController:
     """Runs inside the :class:`~stream.stages.learn.LearnLoop` (``loop``), whose learner is the champion."""
 
@@ -55,6 +54,7 @@ class RolloutController:
         self.stats = StageStats("rollout")
         self.state: RolloutState | None = None
         self.learners: dict[str, Learner] = {}  # "challenger", "blue" (the champion is the loop's)
+        self._answering: str | None = None  # the command_id whose transitions are being published
         self._reset_windows()
 
     def _reset_windows(self) -> None:
@@ -144,6 +144,13 @@ class RolloutController:
         if applied is not None and cmd["issued_at"] <= int(applied):
             return []
         self.stats.count("in")
+        self._answering = cmd["command_id"]
+        try:
+            return self._command(cmd, action, now)
+        finally:
+            self._answering = None
+
+    def _command(self, cmd: dict, action: str, now: int) -> list[Transition]:
         st = self.state
         try:
             if action == "SHADOW":
@@ -172,9 +179,15 @@ class RolloutController:
             refusal = Transition("rollout.refused", "WARNING", f"{action.lower()} refused: {exc}",
                                  {"command_id": cmd["command_id"], "issued_by": cmd["issued_by"]})
             self.publish([refusal])
+            self.registry.set_meta(self.name, "rollout_last_refusal", json.dumps(
+                {"at": now, "action": action.lower(), "message": refusal.message, "issued_by": cmd["issued_by"],
+                 "command_id": cmd["command_id"]}))
             ts = [refusal]
         else:
             ts = self.apply(ts)
+            if not ts:  # an answer all the same: the CLI waits for one
+                self.publish([Transition("rollout.applied", "INFO", f"{action.lower()} applied (no change of state)",
+                                         {"issued_by": cmd["issued_by"]})])
             self.save()
         # marked once done: a worker that dies half-way applies the command again after its restart
         self.registry.set_meta(self.name, "rollout_applied_at", cmd["issued_at"])
@@ -225,7 +238,8 @@ class RolloutController:
         for t in transitions:
             alert = {"alert_id": uuid.uuid4().hex, "name": t.name, "severity": t.severity, "stage": "rollout",
                      "message": t.message, "created": int(self.clock() * 1000), "model_name": self.name,
-                     "evidence": {**t.evidence, "automation": self.state.automation, "mode": self.state.mode,
+                     "evidence": {**t.evidence, **({"command_id": self._answering} if self._answering else {}),
+                                  "automation": self.state.automation, "mode": self.state.mode,
                                   "share": str(self.state.share), "champion": str(self.state.champion),
                                   "challenger": str(self.state.challenger)}}
             self.out.produce("alerts.v1", self.serde.encode("Alert", alert), key=t.name.encode())

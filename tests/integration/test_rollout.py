@@ -38,7 +38,7 @@ def loop(tmp_path_factory):
         # loaded clicks path its feedback and control.v1 fetches starve (a rollback took > 30 s)
         w = WorkerProcess(env, tmp, "r1", stages=SCORING)
         learner = WorkerProcess(env, tmp, "l1", stages="learn")
-        state = {"env": env, "workers": [w, learner], "tmp": tmp, "wl": Workload(seed=5, users=400, tastes=8),
+        state = {"env": env, "workers": [w, learner], "tmp": tmp, "wl": Workload(seed=5, users=400),
                  "models": ModelRegistry(env["STREAM_REDIS_URL"], "stream-dev-registry-key", SERDE)}
         try:
             w.wait_ready()
@@ -107,7 +107,7 @@ def test_shadow_scores_every_request_but_serves_nothing(loop):
     v = candidate(loop, 1.0)
     t0 = int(time.time() * 1000)
     out = cli(loop, "shadow", str(v)).stdout
-    assert f"shadow v{v} published on control.v1" in out
+    assert f"shadow v{v} applied by the learner: shadow v" in out and "started next to champion" in out
     assert drive(loop, lambda: state(loop).get("mode") == "shadow", 30)
     drive(loop, lambda: False, 8)
     shadow, live = served(loop, t0, "recommendations.shadow.v1"), served(loop, t0)
@@ -161,14 +161,9 @@ def test_a_restart_keeps_the_canary_and_a_cli_rollback_reaches_every_worker(loop
 
 
 def test_a_better_challenger_is_promoted_through_every_step_without_manual_action(loop):
-    good = candidate(loop, 1.0)  # the trained champion, learning on
-    # a champion worse by construction (weights turned around, never learning), promoted by hand
-    bad = candidate(loop, -1.0, learns=False)
-    cli(loop, "canary", str(bad))
-    assert drive(loop, lambda: state(loop).get("mode") == "canary", 30), state(loop)
-    cli(loop, "promote")
-    assert drive(loop, lambda: state(loop).get("mode") == "idle" and state(loop).get("blue") is not None, 30), \
-        state(loop)
+    good = candidate(loop, 1.0)
+    run_cli("model", "reset", env=loop["env"])  # the champion starts again from scratch: the candidate is better
+    drive(loop, lambda: False, 4)
     t0 = int(time.time() * 1000)
     cli(loop, "canary", str(good))
     assert drive(loop, lambda: any(a["name"] == "rollout.promoted" and a["created"] >= t0 for a in alerts(loop)),
@@ -189,3 +184,20 @@ def test_blue_green_switch_back_is_one_command_and_keeps_the_other_warm(loop):
     assert after["blue"] is not None and after["champion"] not in (before["champion"], None)
     switched = [a for a in alerts(loop) if a["name"] == "rollout.switched" and a["created"] >= t0][-1]
     assert f"v{before['blue']}" in switched["message"]
+
+
+def test_a_refused_command_exits_1_with_the_learners_reason_and_status_shows_it(loop):
+    assert state(loop)["mode"] == "idle", state(loop)
+    r = run_cli("model", "advance", env=loop["env"])  # no canary to advance
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("stream: error: the learner refused advance: set_canary refused:"), line
+    status = cli(loop, "status").stdout
+    assert "last refusal:" in status and "set_canary refused:" in status, status
+
+
+def test_bad_steps_are_refused_by_the_cli_before_anything_is_sent(loop):
+    for steps in ("0.5,abc", "0.5,0.2", "0,1.0", "1.5"):
+        r = run_cli("model", "canary", "1", "--steps", steps, env=loop["env"])
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.strip().splitlines()[-1].startswith("stream: error: --steps: steps must be"), r.stderr
