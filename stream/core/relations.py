@@ -90,38 +90,41 @@ class ItemRelations:
 
     def _add(self, i: int, j: int, w: float) -> None:
         ids, ws = self.ids[i], self.ws[i]
-        if j in ids:
-            ws[ids.index(j)] += w
-        elif len(ids) < self.width:
-            ids.append(j)
-            ws.append(w)
-        else:  # full: the newcomer takes the lightest slot, with its own weight
-            k = ws.index(min(ws))
-            ids[k] = j
-            ws[k] = w
+        try:
+            ws[ids.index(j)] += w  # one scan of the row (not a membership test and then an index)
+        except ValueError:  # a new neighbour
+            if len(ids) < self.width:
+                ids.append(j)
+                ws.append(w)
+            else:  # full: the newcomer takes the lightest slot, with its own weight
+                k = ws.index(min(ws))
+                ids[k] = j
+                ws[k] = w
 
     def update(self, item: int, recent: list[int], weight: float, ts: int) -> None:
         """Fold one interaction with ``item`` by a user whose recent items (before it, most recent
         first; -1 for unknown) are ``recent``."""
         if item < 0 or weight <= 0:
             return
-        self._grow(item)
+        top = max(item, max(recent, default=-1))
+        if top >= len(self.ids):
+            self._grow(top)
         s = weight * self._scale(ts)
         self.pop[item] += s
         self.updates += 1
+        add, back, window = self._add, self.backward, self.window
         d = 0
         for h in recent:
             if h == item:
                 continue
             d += 1
-            if d > self.window:
+            if d > window:
                 break
             if h < 0:
                 continue
-            self._grow(h)
-            self._add(h, item, s / d)
-            if self.backward:
-                self._add(item, h, self.backward * s / d)
+            add(h, item, s / d)
+            if back:
+                add(item, h, back * s / d)
 
     def merge(self, other: "ItemRelations") -> None:
         """Add another worker's relations (same item ids) into these, brought to this reference time."""
