@@ -13,8 +13,11 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
+from stream.cliargs import Progress, count, log_level, number, port
+from stream.cliargs import stages as cli_stages
 from stream.config import DEV_HMAC_KEY, Settings, production_problems
 from stream.errors import StreamError
+from stream.stages import DEFAULT_STAGES
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -167,25 +170,24 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     from stream.stack import endpoints
     from stream.workload import Workload
     topic = _topology(settings).topic("clicks.v1")
+    ing = settings.ingest
+    span_s = args.events / args.rate  # of event time
+    if span_s > ing.max_skew_s + ing.max_future_s / 2:
+        raise StreamError(f"{args.events:,} events at --rate {args.rate:g} span {span_s:,.0f} s of event time, "
+                          f"more than ingest accepts ({ing.max_skew_s:g} s in the past, {ing.max_future_s:g} s ahead): "
+                          f"raise --rate (event time) or lower --events; --target-rate limits the send rate")
     bootstrap, _ = endpoints(settings)
-    wl = Workload(seed=args.seed, users=args.users, rate=args.rate)
+    # the events end about now: older ones within max_skew_s, none beyond half of max_future_s
+    start_ms = int(time.time() * 1000 - max(0.0, span_s - ing.max_future_s / 2) * 1000)
+    wl = Workload(seed=args.seed, users=args.users, rate=args.rate, start_ms=start_ms)
+    bar = Progress("produced events", args.events)
     stats = produce_workload(producer(bootstrap), topic, wl, events=args.events, batch_size=args.batch_size,
                              malformed_share=args.malformed, target_rate=args.target_rate,
-                             progress=_progress("produced"))
+                             progress=lambda done, total: bar(done))
+    bar.done()
     print(f"produced {stats.events} events ({stats.malformed} malformed) in {stats.messages} messages "
           f"to {topic.name} in {stats.seconds:.1f}s ({stats.events / max(stats.seconds, 1e-9):,.0f} events/s)")
     return 0
-
-
-def _progress(what: str) -> Callable[[int, int], None]:
-    last = [0.0]
-
-    def report(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 1.0 or done == total:
-            last[0] = now
-            print(f"stream: {what} {done:,}/{total:,}", file=sys.stderr, flush=True)
-    return report
 
 
 # --- worker and profiles ----------------------------------------------------------------
@@ -196,8 +198,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     if args.web_port is not None:
         settings = settings.replace(faust={"web_port": args.web_port})
     from stream.app.worker import run  # imports Faust: only for this command
-    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
-    return run(settings, stages, args.worker_id)
+    return run(settings, args.stages, args.worker_id)
 
 
 def cmd_profile(args: argparse.Namespace, settings: Settings) -> int:
@@ -248,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Streaming ML service for clickstream recommendations. Settings come from defaults, "
         "a YAML file (--config or STREAM_CONFIG) and STREAM_<SECTION>_<FIELD> variables."))
     p.add_argument("--config", help="YAML settings file (sections: kafka, redis, stack, ...)")
-    p.add_argument("--log-level", default=None, help="debug, info, warning (default: faust.log_level)")
+    p.add_argument("--log-level", type=log_level, default=None,
+                   help="debug, info, warning, error, critical (default: faust.log_level)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, handler: Handler, help: str, description: str | None = None) -> argparse.ArgumentParser:
@@ -259,8 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("up", cmd_up, "start the embedded broker (Tansu) and Redis (Valkey) on loopback",
              "Start the embedded stack if it is not running (running it twice is harmless), wait until "
              "both answer, and print the endpoints. Ports default to free ones.")
-    sp.add_argument("--broker-port", type=int, help="broker port (default: stack.broker_port, 0 = free port)")
-    sp.add_argument("--redis-port", type=int, help="Redis port (default: stack.redis_port, 0 = free port)")
+    sp.add_argument("--broker-port", type=port, help="broker port (default: stack.broker_port, 0 = free port)")
+    sp.add_argument("--redis-port", type=port, help="Redis port (default: stack.redis_port, 0 = free port)")
     sp = add("status", cmd_status, "show what the embedded stack runs (exit 3 if not all running)")
     sp.add_argument("--json", action="store_true", help="print JSON")
     add("down", cmd_down, "stop exactly the processes `stream up` started, by PID")
@@ -279,28 +281,30 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("tail", cmd_tail, "decode a declared topic with its schema, one JSON line per record")
     sp.add_argument("topic", help="a topic declared in the topology, e.g. clicks.v1")
     sp.add_argument("--from-beginning", action="store_true", help="start at the earliest offset (default: new records)")
-    sp.add_argument("--max", type=int, default=None, help="stop after N records")
-    sp.add_argument("--idle-timeout", type=float, default=None,
+    sp.add_argument("--max", type=count(1), default=None, help="stop after N records")
+    sp.add_argument("--idle-timeout", type=number(0, low_open=True), default=None,
                     help="stop after this many seconds without a record (default: follow)")
 
     sp = add("produce", cmd_produce, "produce a synthetic clickstream to clicks.v1")
-    sp.add_argument("--events", type=int, default=10_000, help="how many events (default 10000)")
-    sp.add_argument("--batch-size", type=int, default=0,
+    sp.add_argument("--events", type=count(1), default=10_000, help="how many events (default 10000)")
+    sp.add_argument("--batch-size", type=count(0, 100_000), default=0,
                     help="events per ClickBatch message (0 = one ClickEvent per message)")
-    sp.add_argument("--users", type=int, default=1000)
-    sp.add_argument("--malformed", type=float, default=0.0, help="share of malformed records (0..1)")
-    sp.add_argument("--rate", type=float, default=1000.0, help="event-time rate (events per simulated second)")
-    sp.add_argument("--target-rate", type=float, default=0.0, help="wall-clock events/s limit (0 = as fast as possible)")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--users", type=count(1), default=1000, help="distinct simulated users (default 1000)")
+    sp.add_argument("--malformed", type=number(0, 1), default=0.0, help="share of malformed records (0..1)")
+    sp.add_argument("--rate", type=number(0, low_open=True), default=1000.0,
+                    help="event-time rate: events per second of event time (default 1000); "
+                         "events / rate must fit the ingest window (ingest.max_skew_s + max_future_s)")
+    sp.add_argument("--target-rate", type=number(0), default=0.0, help="wall-clock events/s limit (0 = as fast as possible)")
+    sp.add_argument("--seed", type=count(0), default=0)
 
     sp = add("worker", cmd_worker, "run stages in a Faust worker until stopped (SIGTERM/SIGINT)",
              "Run the chosen stages in one Faust worker process. Several workers share the partitions "
              "through the consumer group. Prometheus metrics are served on the web port at /metrics.")
-    sp.add_argument("--stages", default="ingest,profile,feedback,score,learn",
+    sp.add_argument("--stages", type=cli_stages, default=DEFAULT_STAGES,
                     help="comma-separated stages (default: ingest,profile,feedback,score,learn); "
                          "`--stages learn` runs the single learner alone, in its own consumer group; "
                          "`--stages drift` runs the drift monitor (one per deployment), in its own group")
-    sp.add_argument("--web-port", type=int, default=None, help="HTTP port for /metrics (default: faust.web_port)")
+    sp.add_argument("--web-port", type=port, default=None, help="HTTP port for /metrics (default: faust.web_port)")
     sp.add_argument("--worker-id", default=None, help="name in monitoring records (default: host-pid)")
 
     sp = add("profile", cmd_profile, "print one user's profile from Redis as JSON")
@@ -310,10 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
              "Start the embedded stack (unless running), create the topics, start a worker with every stage, "
              "warm up, run the closed-loop simulator and print a summary (events, recommendations, CTR over "
              "time, model versions). Stops what it started unless --keep.")
-    sp.add_argument("--seconds", type=float, default=60.0, help="how long the simulator runs (default 60)")
-    sp.add_argument("--rate", type=float, default=1000.0, help="simulated events per second (default 1000)")
-    sp.add_argument("--users", type=int, default=500, help="simulated users (default 500)")
-    sp.add_argument("--warmup-events", type=int, default=20_000, help="synthetic events before the simulator")
+    sp.add_argument("--seconds", type=number(0, 86_400, low_open=True), default=60.0, help="how long the simulator runs (default 60)")
+    sp.add_argument("--rate", type=number(0, low_open=True), default=1000.0, help="simulated events per second (default 1000)")
+    sp.add_argument("--users", type=count(1), default=500, help="simulated users (default 500)")
+    sp.add_argument("--warmup-events", type=count(0), default=20_000, help="synthetic events before the simulator")
     sp.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
 
     from stream.model_cli import add_parser as add_model_parser

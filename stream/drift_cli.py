@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from stream.adapters.kafka import read
+from stream.cliargs import count, number, out_file
 from stream.config import Settings
 from stream.core.drift import calibrate
 from stream.errors import StreamError
@@ -95,12 +96,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                      "each alerting statistic's threshold so that one false alarm is expected per "
                                      "TARGET_RUN_WINDOWS windows across all of them (log-normal fit of the values, "
                                      "never below the largest value seen). Writes a YAML thresholds file.")
-    sp.add_argument("--target-run-windows", type=float, default=1000.0,
+    sp.add_argument("--target-run-windows", type=number(1), default=1000.0,
                     help="expected windows between false alarms over all statistics (default 1000)")
-    sp.add_argument("--out", default="drift-thresholds.yaml", help="file to write (default drift-thresholds.yaml)")
-    sp.add_argument("--since-ms", type=int, default=0, help="only windows starting at or after this epoch ms")
-    sp.add_argument("--until-ms", type=int, default=None, help="only windows ending at or before this epoch ms")
-    sp.add_argument("--min-windows", type=int, default=20, help="refuse with fewer stationary windows (default 20)")
+    sp.add_argument("--out", type=out_file, default="drift-thresholds.yaml", help="file to write (default drift-thresholds.yaml)")
+    sp.add_argument("--since-ms", type=count(0), default=0, help="only windows starting at or after this epoch ms")
+    sp.add_argument("--until-ms", type=count(0), default=None, help="only windows ending at or before this epoch ms")
+    sp.add_argument("--min-windows", type=count(1), default=20, help="refuse with fewer stationary windows (default 20)")
     dsub.add_parser("status", help="calibrating or calibrated: whether the drift worker raises alarms",
                     description="Say whether drift alarms are on: only with a calibrated thresholds file "
                                 "(drift.thresholds_file), unless drift.require_calibration is false.")

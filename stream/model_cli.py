@@ -18,6 +18,7 @@ import uuid
 
 from stream.adapters.kafka import Answers, producer
 from stream.adapters.registry import ModelRegistry
+from stream.cliargs import count, number
 from stream.config import Settings
 from stream.core.rollout import RolloutError, parse_steps
 from stream.errors import StreamError
@@ -110,10 +111,6 @@ def _rollout_command(args: argparse.Namespace, reg: ModelRegistry, serde: Schema
         raise StreamError(f"model {name!r} has no version {version} (see `stream model list`)")
     extra = {}
     if getattr(args, "steps", None):
-        try:
-            parse_steps(args.steps)
-        except RolloutError as exc:
-            raise StreamError(f"--steps: {exc}") from None
         extra["steps"] = args.steps
     if getattr(args, "reason", None):
         extra["reason"] = args.reason
@@ -185,14 +182,13 @@ def _status(reg: ModelRegistry, name: str, settings: Settings) -> int:
     return 0
 
 
-def _positive_seconds(raw: str) -> float:
+def _steps(raw: str) -> str:
+    """``--steps`` checked where it is parsed (and published as given)."""
     try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {raw!r}") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be within (0, 3600] seconds, got {raw}")
-    return value
+        parse_steps(raw)
+    except RolloutError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return raw
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -202,7 +198,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     msub = mp.add_subparsers(dest="model_command", metavar="ACTION", required=True)
     msub.add_parser("list", help="every released version with its metrics", description="List releases.")
     sp = msub.add_parser("show", help="one version: release record, weights", description="Show one release.")
-    sp.add_argument("version", type=int)
+    sp.add_argument("version", type=count(0))
     for action, text in (("freeze", "stop learning (scoring goes on with the last release)"),
                          ("resume", "restart learning"), ("reset", "start a fresh model version")):
         msub.add_parser(action, help=text, description=text)
@@ -211,13 +207,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     for action, (_, text) in ROLLOUT_COMMANDS.items():
         sp = msub.add_parser(action, help=text, description=text + ". Travels on control.v1.")
         if action in ("shadow", "canary"):
-            sp.add_argument("version", type=int, nargs="?" if action == "canary" else None,
+            sp.add_argument("version", type=count(0), nargs="?" if action == "canary" else None,
                             help="registry version" + (" (default: the shadow challenger)" if action == "canary" else ""))
         if action == "canary":
-            sp.add_argument("--steps", default=None, help="traffic shares, e.g. 0.05,0.1,0.25,0.5,1.0 (default: rollout.steps)")
+            sp.add_argument("--steps", type=_steps, default=None, help="traffic shares, e.g. 0.05,0.1,0.25,0.5,1.0 (default: rollout.steps)")
         if action == "rollback":
             sp.add_argument("--reason", default=None, help="why (recorded in the alert)")
-        sp.add_argument("--timeout", type=_positive_seconds, default=30.0,
+        sp.add_argument("--timeout", type=number(0, 3600, low_open=True), default=30.0,
                         help="seconds to wait for the learner's answer (default 30)")
         sp.add_argument("--no-wait", action="store_true", help="publish the command and return at once")
     mp.set_defaults(handler=cmd_model)

@@ -36,6 +36,7 @@ from stream.log import event, logging_config
 from stream.monitor import GcPauses, StageStats, registry_for
 from stream.runner import StageRunner
 from stream.serde import SchemaRegistry
+from stream.stages import SIDE_STAGES, STAGES
 from stream.stages.ingest import IngestStage
 from stream.stages.learn import LearnLoop
 from stream.stages.profile import ProfileStage
@@ -44,10 +45,6 @@ from stream.topology import Topology
 from stream.users import Flushed, UserStates
 
 log = logging.getLogger("stream.worker")
-STAGES = ("ingest", "profile", "feedback", "score", "learn", "drift")
-#: stages that run without the clicks stages, in their own consumer group
-SIDE_STAGES = frozenset({"learn", "drift"})
-DEFAULT_STAGES = "ingest,profile,feedback,score,learn"
 EXIT_FATAL = 70
 
 

@@ -17,46 +17,12 @@ import sys
 import time
 from pathlib import Path
 
+from stream.cliargs import Progress, count, number, out_file
 from stream.config import Settings
 from stream.errors import StreamError
 from stream.replay.evaluate import CooccurrenceBaseline, PopularityBaseline, Prequential, requests, run_baseline
 from stream.replay.events import request_id
 from stream.replay.log import ReplayInputError, open_log, parse_mapping
-
-
-class Progress:
-    """One line on stderr at most every second: done/total, rate, ETA."""
-
-    def __init__(self, what: str, total: int, stream=sys.stderr) -> None:  # noqa: ANN001
-        self.what, self.total, self.stream = what, total, stream
-        self.t0 = self.last = time.monotonic()
-        self.first: int | None = None
-
-    def __call__(self, done: int) -> None:
-        now = time.monotonic()
-        if self.first is None:  # the rate counts from the first event (not the set-up before it)
-            self.first, self.t0, self.last = done, now, now
-            return
-        if now - self.last < 1.0 and done < self.total:
-            return
-        self.last = now
-        rate = (done - self.first) / max(now - self.t0, 1e-9)
-        eta = (self.total - done) / rate if rate > 0 else float("inf")
-        width = 24
-        filled = int(width * done / max(1, self.total))
-        print(f"\rstream: {self.what} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{self.total:,} "
-              f"{rate:,.0f}/s ETA {eta:,.0f}s ", end="", file=self.stream, flush=True)
-
-    def done(self) -> None:
-        print(file=self.stream, flush=True)
-
-
-def _check_out(path: str | None, what: str) -> None:
-    if path is None:
-        return
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise StreamError(f"{what} {path}: folder {parent} does not exist")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -66,18 +32,12 @@ def _interrupt(signum: int, frame: object) -> None:
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     import signal  # noqa: PLC0415
     signal.signal(signal.SIGTERM, _interrupt)
-    if args.workers < 1 or (args.workers > 1 and args.in_process):
-        raise StreamError("--workers N: N >= 1, and only without --in-process")
-    if args.isolated_workers < 1 or (args.isolated_workers > 1 and not args.in_process):
-        raise StreamError("--isolated-workers N: N >= 1, and only with --in-process")
-    if args.limit is not None and args.limit <= 0:
-        raise StreamError(f"--limit {args.limit}: must be a positive number of rows")
-    _check_out(args.json, "--json")
-    _check_out(args.plot, "--plot")
+    if args.workers > 1 and args.in_process:
+        raise StreamError("--workers N: only without --in-process (there --isolated-workers N)")
+    if args.isolated_workers > 1 and not args.in_process:
+        raise StreamError("--isolated-workers N: only with --in-process")
     if args.plot is not None and not args.plot.lower().endswith(".png"):
         raise StreamError(f"--plot {args.plot}: the plot is a PNG file (name it *.png)")
-    if args.periods < 1:
-        raise StreamError(f"--periods {args.periods}: at least 1")
     rows = open_log(args.file, parse_mapping(args.map or []), args.limit)
     min_rating = args.positive_min_rating
     if min_rating is not None and all(r.rating is None for r in rows):
@@ -169,22 +129,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("file", help="CSV or TSV with a header naming user, item, timestamp (unix s or ms); "
                                  "optional rating, category")
     sp.add_argument("--in-process", action="store_true", help="the stage code without the broker (quick, offline)")
-    sp.add_argument("--positive-min-rating", type=float, default=None,
+    sp.add_argument("--positive-min-rating", type=number(-1e300), default=None,
                     help="a row is a positive (a click) if its rating is at least this (default: every row)")
-    sp.add_argument("--limit", type=int, default=None, help="replay only the first N rows in time order")
-    sp.add_argument("--json", default=None, metavar="OUT", help="write the summary as JSON")
-    sp.add_argument("--plot", default=None, metavar="OUT.png", help="plot HR@10 per period against the baselines")
+    sp.add_argument("--limit", type=count(1), default=None, help="replay only the first N rows in time order")
+    sp.add_argument("--json", type=out_file, default=None, metavar="OUT", help="write the summary as JSON")
+    sp.add_argument("--plot", type=out_file, default=None, metavar="OUT.png", help="plot HR@10 per period against the baselines")
     sp.add_argument("--map", action="append", metavar="ROLE=COLUMN",
                     help="name the column of a role (user, item, timestamp, rating, category); repeatable")
-    sp.add_argument("--periods", type=int, default=10, help="equal time periods for the figures over time (10)")
+    sp.add_argument("--periods", type=count(1, 1000), default=10, help="equal time periods for the figures over time (10)")
     sp.add_argument("--policy", choices=("model", "retrieval", "popularity", "random"), default=None,
                     help="serving policy (default: model.policy)")
-    sp.add_argument("--served-weight", type=float, default=0.0,
+    sp.add_argument("--served-weight", type=number(0), default=0.0,
                     help="join served lists with later clicks and learn from them with this weight "
                          "(default 0: in a replay nobody sees the lists)")
-    sp.add_argument("--workers", type=int, default=1, metavar="N",
+    sp.add_argument("--workers", type=count(1, 64), default=1, metavar="N",
                     help="scoring workers sharing the partitions (pipeline mode; default 1)")
-    sp.add_argument("--isolated-workers", type=int, default=1, metavar="N",
+    sp.add_argument("--isolated-workers", type=count(1, 64), default=1, metavar="N",
                     help="with --in-process: spread the partitions over N workers that do not share item "
                          "relations (measures what sharing them is worth)")
     sp.add_argument("--no-baselines", action="store_true", help="skip the popularity and co-occurrence baselines")

@@ -134,21 +134,24 @@ def test_cli_replay_in_process_writes_json_and_plot(tmp_path, capsys):
     assert "HR@10" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--limit", "0"], "--limit 0: must be a positive number"),
-    (["--json", "/no/such/folder/x.json"], "folder /no/such/folder does not exist"),
-    (["--positive-min-rating", "4"], "has no rating column"),
-    (["--periods", "0"], "--periods 0: at least 1"),
-    (["--plot", "out.txt"], "the plot is a PNG file"),
-    (["--isolated-workers", "0"], "--isolated-workers N: N >= 1"),
-    (["--workers", "2"], "--workers N: N >= 1, and only without --in-process"),
+@pytest.mark.parametrize("args, code, message", [
+    (["--limit", "0"], 2, "argument --limit: must be an integer >= 1, got 0"),
+    (["--json", "/no/such/folder/x.json"], 2, "folder /no/such/folder does not exist"),
+    (["--positive-min-rating", "4"], 1, "has no rating column"),
+    (["--periods", "0"], 2, "argument --periods: must be an integer within [1, 1000], got 0"),
+    (["--plot", "out.txt"], 1, "the plot is a PNG file"),
+    (["--isolated-workers", "0"], 2, "argument --isolated-workers: must be an integer within [1, 64]"),
+    (["--workers", "2"], 1, "--workers N: only without --in-process"),
 ])
-def test_cli_replay_refuses_bad_arguments_with_one_line(tmp_path, capsys, args, message):
+def test_cli_replay_refuses_bad_arguments_with_one_line(tmp_path, capsys, args, code, message):
     log = tmp_path / "log.csv"
     log.write_text("user,item,timestamp\nu,a,1\nu,b,2\n")
-    assert main(["replay", str(log), "--in-process", *args]) == 1
+    try:
+        got = main(["replay", str(log), "--in-process", *args])
+    except SystemExit as exc:  # argparse refuses the value
+        got = exc.code
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert got == code and message in err.strip().splitlines()[-1] and "Traceback" not in err, err
 
 
 def test_cli_replay_names_the_bad_line(tmp_path, capsys):
