@@ -204,8 +204,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_profile(args: argparse.Namespace, settings: Settings) -> int:
     from stream.adapters.redis_store import read_profile
     from stream.serde import SchemaRegistry
-    from stream.stack import endpoints
-    _, redis_url = endpoints(settings)
+    from stream.stack import redis_url as find_redis
+    redis_url = find_redis(settings)
     profile = read_profile(redis_url, args.user_id, SchemaRegistry(settings.paths.schemas_dir),
                            settings.redis.key_prefix)
     if profile is None:

@@ -15,7 +15,7 @@ from stream.core.drift import calibrate
 from stream.errors import StreamError
 from stream.model_cli import publish_control
 from stream.serde import SchemaRegistry
-from stream.stack import endpoints
+from stream.stack import bootstrap_servers
 from stream.stages.drift import REPORT_TOPICS
 from stream.drift_setup import STAGES, read_thresholds
 
@@ -58,7 +58,7 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
         for key, value in drift_status(settings).items():
             print(f"{key:16s} {value}")
         return 0
-    bootstrap, _ = endpoints(settings)
+    bootstrap = bootstrap_servers(settings)
     serde = SchemaRegistry(settings.paths.schemas_dir)
     if args.drift_command == "reset-reference":
         bad = set(args.stage or ()) - set(STAGES)

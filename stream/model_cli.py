@@ -23,13 +23,13 @@ from stream.config import Settings
 from stream.core.rollout import RolloutError, parse_steps
 from stream.errors import StreamError
 from stream.serde import SchemaRegistry
-from stream.stack import endpoints
+from stream.stack import bootstrap_servers, redis_url
 
 
-def _registry(settings: Settings) -> tuple[ModelRegistry, SchemaRegistry, str]:
-    bootstrap, redis_url = endpoints(settings)
+def _registry(settings: Settings) -> tuple[ModelRegistry, SchemaRegistry]:
+    """The registry in Redis (list, show and status read only it: they need no broker)."""
     serde = SchemaRegistry(settings.paths.schemas_dir)
-    return ModelRegistry(redis_url, settings.model.hmac_key, serde, settings.redis.key_prefix), serde, bootstrap
+    return ModelRegistry(redis_url(settings), settings.model.hmac_key, serde, settings.redis.key_prefix), serde
 
 
 def publish_control(serde: SchemaRegistry, bootstrap: str, name: str, action: str, version: int | None = None,
@@ -47,7 +47,7 @@ def publish_control(serde: SchemaRegistry, bootstrap: str, name: str, action: st
 
 def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     name = args.name or settings.model.name
-    reg, serde, bootstrap = _registry(settings)
+    reg, serde = _registry(settings)
     try:
         if args.model_command == "list":
             releases = reg.versions(name)
@@ -75,7 +75,7 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
         if args.model_command == "status":
             return _status(reg, name, settings)
         if args.model_command in ROLLOUT_COMMANDS:
-            return _rollout_command(args, reg, serde, bootstrap, name)
+            return _rollout_command(args, reg, serde, bootstrap_servers(settings), name)
         action = args.model_command.upper()
         if action == "FREEZE":
             reg.set_flag(name, "frozen", True)
@@ -83,7 +83,7 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
             reg.set_flag(name, "frozen", False)
         elif action == "RESET":
             reg.set_flag(name, "reset", True)
-        publish_control(serde, bootstrap, name, action)
+        publish_control(serde, bootstrap_servers(settings), name, action)
         what = {"FREEZE": "learning frozen: the learner keeps scoring its metrics but stops updating",
                 "RESUME": "learning resumed", "RESET": "reset requested: the learner starts a fresh version"}
         print(f"model {name}: {what[action]} (published on control.v1)")

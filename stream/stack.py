@@ -329,21 +329,29 @@ def _tail(path: Path, lines: int = 5) -> str:
         return "(no log)"
 
 
+def bootstrap_servers(settings: Settings) -> str:
+    """kafka.bootstrap_servers, else the running embedded broker's."""
+    if settings.kafka.bootstrap_servers:
+        return settings.kafka.bootstrap_servers
+    running = Stack(settings).running()
+    if "broker" not in running:
+        raise StackError("no broker: run `stream up` or set STREAM_KAFKA_BOOTSTRAP_SERVERS")
+    return running["broker"].endpoint
+
+
+def redis_url(settings: Settings) -> str:
+    """redis.url, else the running embedded Redis's (commands that only read Redis need no broker)."""
+    if settings.redis.url:
+        return settings.redis.url
+    running = Stack(settings).running()
+    if "redis" not in running:
+        raise StackError("no Redis: run `stream up` or set STREAM_REDIS_URL")
+    return running["redis"].endpoint
+
+
 def endpoints(settings: Settings) -> tuple[str, str]:
     """(bootstrap servers, redis url): from settings, else from the running embedded stack."""
-    bootstrap, redis_url = settings.kafka.bootstrap_servers, settings.redis.url
-    if bootstrap and redis_url:
-        return bootstrap, redis_url
-    running = Stack(settings).running()
-    if not bootstrap:
-        if "broker" not in running:
-            raise StackError("no broker: run `stream up` or set STREAM_KAFKA_BOOTSTRAP_SERVERS")
-        bootstrap = running["broker"].endpoint
-    if not redis_url:
-        if "redis" not in running:
-            raise StackError("no Redis: run `stream up` or set STREAM_REDIS_URL")
-        redis_url = running["redis"].endpoint
-    return bootstrap, redis_url
+    return bootstrap_servers(settings), redis_url(settings)
 
 
 def with_endpoints(settings: Settings) -> Settings:
