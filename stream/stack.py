@@ -329,24 +329,24 @@ def _tail(path: Path, lines: int = 5) -> str:
         return "(no log)"
 
 
+def _endpoint(settings: Settings, configured: str, proc: str, what: str, variable: str) -> str:
+    """A configured endpoint, else that of the embedded stack's running ``proc``."""
+    if configured:
+        return configured
+    running = Stack(settings).running()
+    if proc not in running:
+        raise StackError(f"no {what}: run `stream up` or set {variable}")
+    return running[proc].endpoint
+
+
 def bootstrap_servers(settings: Settings) -> str:
     """kafka.bootstrap_servers, else the running embedded broker's."""
-    if settings.kafka.bootstrap_servers:
-        return settings.kafka.bootstrap_servers
-    running = Stack(settings).running()
-    if "broker" not in running:
-        raise StackError("no broker: run `stream up` or set STREAM_KAFKA_BOOTSTRAP_SERVERS")
-    return running["broker"].endpoint
+    return _endpoint(settings, settings.kafka.bootstrap_servers, "broker", "broker", "STREAM_KAFKA_BOOTSTRAP_SERVERS")
 
 
 def redis_url(settings: Settings) -> str:
     """redis.url, else the running embedded Redis's (commands that only read Redis need no broker)."""
-    if settings.redis.url:
-        return settings.redis.url
-    running = Stack(settings).running()
-    if "redis" not in running:
-        raise StackError("no Redis: run `stream up` or set STREAM_REDIS_URL")
-    return running["redis"].endpoint
+    return _endpoint(settings, settings.redis.url, "redis", "Redis", "STREAM_REDIS_URL")
 
 
 def endpoints(settings: Settings) -> tuple[str, str]:
