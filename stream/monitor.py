@@ -16,6 +16,7 @@ import urllib.request
 from typing import Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from stream.core.stats import LogHistogram
@@ -180,12 +181,13 @@ class PrometheusCollector(Collector):
         mem = rss_bytes()
         extra: dict[str, GaugeMetricFamily] = {}  # other gauges a stage keeps (model metrics, ...)
         for s in self.stats:
-            for name, value in s.gauges.items():
-                if name == "consumer_lag":
+            for key, value in s.gauges.items():
+                if key == "consumer_lag":
                     continue
+                name, labels = gauge_labels(key)
                 fam = extra.setdefault(name, GaugeMetricFamily(f"stream_{name}", f"{name} (stage gauge)",
-                                                               labels=["stage"]))
-                fam.add_metric([s.stage], value)
+                                                               labels=["stage", *labels]))
+                fam.add_metric([s.stage, *labels.values()], value)
         for s in self.stats:
             for outcome, n in s.totals.items():
                 events.add_metric([s.stage, outcome], n)
@@ -195,6 +197,16 @@ class PrometheusCollector(Collector):
             clag.add_metric([s.stage], s.gauges.get("consumer_lag", -1))
             rss.add_metric([s.stage], mem)
         yield from (events, msgs, proc, lag, clag, rss, *extra.values())
+
+
+def gauge_labels(key: str) -> tuple[str, dict[str, str]]:
+    """A stage gauge's key: ``name`` or ``name|label=value,...`` (one series per label value).
+
+    >>> gauge_labels("model_ctr|variant=challenger")
+    ('model_ctr', {'variant': 'challenger'})
+    """
+    name, _, rest = key.partition("|")
+    return name, dict(pair.split("=", 1) for pair in rest.split(",")) if rest else {}
 
 
 def _export_buckets(h: LogHistogram) -> list[tuple[str, float]]:
@@ -232,4 +244,8 @@ def sample_value(text: str, sample: str) -> float:
 def registry_for(stats: Iterable[StageStats]) -> CollectorRegistry:
     reg = CollectorRegistry()
     reg.register(PrometheusCollector(stats))
+    # process_* (CPU seconds, resident memory, open files), python_gc_*, python_info
+    ProcessCollector(registry=reg)
+    GCCollector(registry=reg)
+    PlatformCollector(registry=reg)
     return reg

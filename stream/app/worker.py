@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass, field
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from stream.adapters.dlq import KafkaDeadLetters
 from stream.adapters.output import Output
@@ -243,8 +244,9 @@ def _wire_common(w: Worker) -> None:
 
     @app.page("/metrics")
     async def metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
-        # aiohttp wants the charset out of content_type; the exposition is UTF-8 text anyway
-        return web.bytes(generate_latest(prom), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+        # the exposition format's version and charset in the header (aiohttp's content_type
+        # argument refuses a charset, a header does not); 0.0.4: what Prometheus 2 and 3 both read
+        return web.bytes(generate_latest(prom), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     health, out, settings = w.health, w.out, w.settings
     health.add("start", lambda: None if w.started else "joining the consumer group (no assignment yet)")

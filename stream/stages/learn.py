@@ -108,8 +108,9 @@ class LearnLoop:
         g = self.stats.gauges
         g["model_version"] = float(self.learner.version)
         g["model_frozen"] = 1.0 if self.learner.frozen else 0.0
-        for k, v in self.learner.metrics("champion").items():
-            g[f"model_{k}"] = v
+        for variant in self.learner.variants:  # champion, challenger, explore, organic: as served
+            for k, v in self.learner.metrics(variant).items():
+                g[f"model_{k}|variant={variant}"] = v
 
     def maybe_release(self) -> dict | None:
         """Apply the freeze/reset switches; release when enough examples or time have passed."""

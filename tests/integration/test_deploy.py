@@ -7,6 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
+
+from stream.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,4 +54,31 @@ def test_docker_compose_file_is_valid():
     secrets = {"STREAM_MODEL_HMAC_KEY": "h" * 40, "STREAM_INGEST_PSEUDONYMISE_KEY": "p" * 40}
     res = run(compose, "-f", "docker-compose.yml", "config", "--services", env=secrets)
     assert res.returncode == 0, res.stderr
-    assert {"kafka", "redis", "worker", "prometheus", "grafana", "topics"} <= set(res.stdout.split())
+    assert {"kafka", "redis", "worker", "learner", "drift", "prometheus", "alertmanager", "grafana",
+            "topics"} <= set(res.stdout.split())
+    res = run(compose, "-f", "docker-compose.yml", "config", env=secrets)
+    services = yaml.safe_load(res.stdout)["services"]
+    stages = {}  # stage -> the services that run it
+    for name, svc in services.items():
+        cmd = svc.get("command") or []
+        if cmd[:1] == ["worker"]:
+            assert svc["environment"]["STREAM_DEPLOY_MODE"] == "production"
+            assert "/ready" in " ".join(svc["healthcheck"]["test"]), name  # healthy = ready
+            for stage in cmd[cmd.index("--stages") + 1].split(","):
+                stages.setdefault(stage, []).append(name)
+    assert set(stages) == set(STAGES), stages  # the whole service, every stage somewhere
+    assert stages["learn"] == ["learner"] and stages["drift"] == ["drift"]  # one of each, own service
+    assert all(services[s].get("healthcheck") for s in ("kafka", "redis", "prometheus", "alertmanager", "grafana"))
+
+
+def test_prometheus_scrapes_every_stream_service_and_sends_to_alertmanager():
+    conf = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    job = next(j for j in conf["scrape_configs"] if j["job_name"] == "stream-worker")
+    assert set(job["dns_sd_configs"][0]["names"]) == {"worker", "learner", "drift"}
+    assert conf["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+
+
+def test_alertmanager_config_is_valid():
+    amtool = tool("amtool")
+    res = run(amtool, "check-config", "deploy/alertmanager/alertmanager.yml")
+    assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 from collections import Counter
 
 import pytest
@@ -43,13 +44,15 @@ def scripted_run(tmp_path_factory):
             got = wait_for_profiles(env["STREAM_REDIS_URL"], reference, timeout=120)
             time.sleep(2.5)  # one more commit + monitor interval
             metrics = worker.metrics()
+            with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/metrics", timeout=5) as resp:
+                content_type = resp.headers["Content-Type"]
             dlq = [REG.decode("DeadLetter", m.value) for m in read_all(bootstrap, "clicks.dlq.v1")]
             topic_profiles = [REG.decode("UserProfile", m.value) for m in read_all(bootstrap, "profiles.v1")]
             monitors = {s: [REG.decode("StageMetrics", m.value) for m in read_all(bootstrap, f"monitor.{s}.v1")]
                         for s in ("ingest", "profile")}
         finally:
             code = worker.stop()
-        yield {"reference": reference, "redis": got, "metrics": metrics, "dlq": dlq, "profiles_topic": topic_profiles,
+        yield {"reference": reference, "redis": got, "metrics": metrics, "content_type": content_type, "dlq": dlq, "profiles_topic": topic_profiles,
                "monitors": monitors, "expected_rejects": expected_rejects, "valid": valid, "exit": code,
                "log": worker.log_path.read_text()}
 
@@ -111,6 +114,8 @@ def test_prometheus_endpoint_exposes_stage_metrics(scripted_run, tmp_path):
     assert "stream_consumer_lag" in text and "stream_event_lag_seconds_count" in text
     assert 'stream_consumer_lag_events{stage="ingest"}' in text and 'stream_ready{stage="ingest"} 1.0' in text
     assert "user_id" not in text and 'item' not in text  # never ids as labels
+    assert "process_cpu_seconds_total" in text and "process_resident_memory_bytes" in text
+    assert scripted_run["content_type"].replace(" ", "").startswith("text/plain;version=0.0.4")
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (scripts/setup.sh installs it in CI)")
