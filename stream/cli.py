@@ -81,9 +81,9 @@ def _topology(settings: Settings):
 
 def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
     from stream.adapters.kafka import ensure_topology
-    from stream.stack import endpoints
+    from stream.stack import bootstrap_servers
     topology = _topology(settings)
-    bootstrap, _ = endpoints(settings)
+    bootstrap = bootstrap_servers(settings)
     results = ensure_topology(bootstrap, topology)
     created = sum(r.created for r in results)
     for r in results:
@@ -104,9 +104,9 @@ def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_topics_list(args: argparse.Namespace, settings: Settings) -> int:
     from stream.adapters.kafka import existing_topics
-    from stream.stack import endpoints
+    from stream.stack import bootstrap_servers
     topology = _topology(settings)
-    bootstrap, _ = endpoints(settings)
+    bootstrap = bootstrap_servers(settings)
     have = existing_topics(bootstrap)
     rows = []
     for name in sorted(set(have) | set(topology.topics)):
@@ -137,10 +137,10 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     from stream.adapters.kafka import read
     from stream.errors import SerdeError
     from stream.serde import SchemaRegistry
-    from stream.stack import endpoints
+    from stream.stack import bootstrap_servers
     topic = _topology(settings).topic(args.topic)
     registry = SchemaRegistry(settings.paths.schemas_dir)
-    bootstrap, _ = endpoints(settings)
+    bootstrap = bootstrap_servers(settings)
     n = bad = 0
     for msg in read(bootstrap, topic.name, from_beginning=args.from_beginning, max_messages=args.max,
                     idle_timeout=args.idle_timeout, partitions=None):
@@ -167,7 +167,7 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     from stream.adapters.kafka import producer
     from stream.loadgen import produce_workload
-    from stream.stack import endpoints
+    from stream.stack import bootstrap_servers
     from stream.workload import Workload
     topic = _topology(settings).topic("clicks.v1")
     ing = settings.ingest
@@ -176,7 +176,7 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
         raise StreamError(f"{args.events:,} events at --rate {args.rate:g} span {span_s:,.0f} s of event time, "
                           f"more than ingest accepts ({ing.max_skew_s:g} s in the past, {ing.max_future_s:g} s ahead): "
                           f"raise --rate (event time) or lower --events; --target-rate limits the send rate")
-    bootstrap, _ = endpoints(settings)
+    bootstrap = bootstrap_servers(settings)
     # the events end about now: older ones within max_skew_s, none beyond half of max_future_s
     start_ms = int(time.time() * 1000 - max(0.0, span_s - ing.max_future_s / 2) * 1000)
     wl = Workload(seed=args.seed, users=args.users, rate=args.rate, start_ms=start_ms)
@@ -187,6 +187,32 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     bar.done()
     print(f"produced {stats.events} events ({stats.malformed} malformed) in {stats.messages} messages "
           f"to {topic.name} in {stats.seconds:.1f}s ({stats.events / max(stats.seconds, 1e-9):,.0f} events/s)")
+    return 0
+
+
+def cmd_top(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.adapters.kafka import read
+    from stream.serde import SchemaRegistry
+    from stream.stack import bootstrap_servers
+    from stream.top import run as top
+    topics = sorted(name for name in _topology(settings).topics if name.startswith("monitor."))
+    registry = SchemaRegistry(settings.paths.schemas_dir)
+    bootstrap = bootstrap_servers(settings)
+    since_ms = int((time.time() - args.since) * 1000)
+
+    def records():
+        # --once: what the topics hold from --since on (read in well under a second), then stop
+        for msg in read(bootstrap, topics, since_ms=since_ms, idle_timeout=1.5 if args.once else None,
+                        deadline=time.monotonic() + 5.0 if args.once else None):
+            try:
+                yield registry.decode("StageMetrics", msg.value or b"")
+            except StreamError as exc:
+                print(f"stream: warning: {msg.topic}[{msg.partition}]@{msg.offset}: {exc}", file=sys.stderr)
+    snap = top(records(), once=args.once, refresh_s=args.refresh, json_out=args.json)
+    if args.once and not snap["stages"]:
+        print(f"stream: error: no monitoring record in the last {args.since:g} s: is a worker running?",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -284,6 +310,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max", type=count(1), default=None, help="stop after N records")
     sp.add_argument("--idle-timeout", type=number(0, low_open=True), default=None,
                     help="stop after this many seconds without a record (default: follow)")
+
+    sp = add("top", cmd_top, "live view of the pipeline: per-stage rates, lag, latency; model, rollout, drift",
+             "Read the stages' monitoring streams (monitor.<stage>.v1) and redraw a table every few seconds: "
+             "workers, events in/out per second, reject share, consumer lag in events, p99 time per Kafka "
+             "message, p99 event-time lag, readiness; the learner's rolling metrics per variant; the rollout "
+             "state; drift alarms. Ctrl-C stops it.")
+    sp.add_argument("--once", action="store_true", help="print one snapshot of the last --since seconds and exit")
+    sp.add_argument("--since", type=number(1, 86_400), default=15.0,
+                    help="seconds of monitoring records to start from (default 15: three monitor intervals)")
+    sp.add_argument("--refresh", type=number(0.2, 60), default=2.0, help="seconds between redraws (default 2)")
+    sp.add_argument("--json", action="store_true", help="with --once: the snapshot as JSON")
 
     sp = add("produce", cmd_produce, "produce a synthetic clickstream to clicks.v1")
     sp.add_argument("--events", type=count(1), default=10_000, help="how many events (default 10000)")

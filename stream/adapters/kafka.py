@@ -99,28 +99,44 @@ class Message:
     headers: tuple[tuple[str, bytes], ...]
 
 
-def read(bootstrap: str, topic: str, *, from_beginning: bool = True, max_messages: int | None = None,
+def read(bootstrap: str, topic: str | list[str], *, from_beginning: bool = True, max_messages: int | None = None,
          idle_timeout: float | None = None, partitions: int | None = None,
-         deadline: float | None = None) -> Iterator[Message]:
-    """Read a topic by partition assignment (no consumer group, no commits).
+         deadline: float | None = None, since_ms: int | None = None) -> Iterator[Message]:
+    """Read one topic or several by partition assignment (no consumer group, no commits).
 
-    Stops after ``max_messages``, after ``idle_timeout`` seconds without a message, or at
-    ``deadline`` (a ``time.monotonic()`` value); otherwise follows the topic.
+    Starts at the beginning, at the end (``from_beginning=False``), or at the first record
+    written at or after ``since_ms`` (epoch ms). Stops after ``max_messages``, after
+    ``idle_timeout`` seconds without a message, or at ``deadline`` (a ``time.monotonic()``
+    value); otherwise follows the topics.
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stream-tail", "enable.auto.commit": False,
                          "enable.partition.eof": False, "fetch.wait.max.ms": 100})
     try:
-        if partitions is None:
+        topics = [topic] if isinstance(topic, str) else list(topic)
+        counts = {}
+        for name in topics:
+            if partitions is not None:
+                counts[name] = partitions
+                continue
             try:
-                md = consumer.list_topics(topic, timeout=10)
+                md = consumer.list_topics(name, timeout=10)
             except KafkaException as exc:
                 raise BrokerError(f"broker did not answer a metadata request: {exc}") from exc
-            tmeta = md.topics.get(topic)
+            tmeta = md.topics.get(name)
             if tmeta is None or tmeta.error is not None or not tmeta.partitions:
-                raise BrokerError(f"topic {topic} does not exist on the broker (run `stream topics create`)")
-            partitions = len(tmeta.partitions)
+                raise BrokerError(f"topic {name} does not exist on the broker (run `stream topics create`)")
+            counts[name] = len(tmeta.partitions)
         start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-        consumer.assign([TopicPartition(topic, p, start) for p in range(partitions)])
+        tps = [TopicPartition(name, p, start) for name, n in counts.items() for p in range(n)]
+        if since_ms is not None:
+            try:  # the first offset at or after the time (-1: none yet: the end)
+                found = consumer.offsets_for_times([TopicPartition(t.topic, t.partition, since_ms) for t in tps],
+                                                   timeout=10)
+                tps = [TopicPartition(t.topic, t.partition, t.offset if t.offset >= 0 else OFFSET_END)
+                       for t in found]
+            except KafkaException:  # a broker without time lookups: from the beginning, filtered below
+                tps = [TopicPartition(t.topic, t.partition, OFFSET_BEGINNING) for t in tps]
+        consumer.assign(tps)
         seen, last = 0, time.monotonic()
         while max_messages is None or seen < max_messages:
             now = time.monotonic()
@@ -134,9 +150,11 @@ def read(bootstrap: str, topic: str, *, from_beginning: bool = True, max_message
             if msg.error():
                 if msg.error().code() == KafkaError._PARTITION_EOF:
                     continue
-                raise BrokerError(f"reading {topic}: {msg.error()}")
-            seen += 1
+                raise BrokerError(f"reading {msg.topic() or topic}: {msg.error()}")
             last = time.monotonic()
+            if since_ms is not None and msg.timestamp()[1] < since_ms:
+                continue
+            seen += 1
             yield Message(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
                           msg.timestamp()[1], tuple(msg.headers() or ()))
     finally:

@@ -53,6 +53,13 @@ UPSTREAM: dict[str, str] = {
         "6bd8a8558a2dffe4c60b8150f23d721baa6b3d658367f911a3ad2187e20efc6f",
     "faust.tables.recovery:Recovery.on_rebalance":
         "aa4d997a1795ceae3880f98311b46935d9ae1a183a699b9a283bb4306bc8641f",
+    # recovery progress (stream.app.worker logs it): in_recovery is set by _set_recovery_started
+    "faust.tables.recovery:Recovery._set_recovery_started":
+        "bcfebf81ae13fc7551f3cdfee4335dc20600e084291fdcba0040b0defae84bec",
+    "faust.tables.recovery:Recovery.active_remaining":
+        "0dcc38568ad5018b311c00ac7ceebc257d909591267bc47fdb5cd40aad418c50",
+    "faust.tables.recovery:Recovery.active_remaining_total":
+        "b61e82f5a3850445305c71ed48f97f0ff356c7a80831edd96ebc850f6c3eab14",
     # what stream.app.native wraps or calls on Faust's consumer
     "faust.transport.consumer:Consumer.ack":
         "5fcf41cf45153475de3790dc56fec1b83335956dc8b3bf7ff6bbb2b57627f03f",
@@ -112,6 +119,15 @@ def require() -> None:
     reason = check()
     if reason:
         raise StreamError(f"unsupported Faust: {reason}; install the pinned faust-streaming=={FAUST_VERSION}")
+
+
+def recovery_remaining(app: faust.App) -> int | None:
+    """Changelog records this worker still has to read to restore its tables; None when it is
+    not recovering."""
+    recovery = app.tables.recovery
+    if not recovery.in_recovery:
+        return None
+    return int(recovery.active_remaining_total())
 
 
 def bootstrap_of(app: faust.App) -> str:

@@ -237,6 +237,41 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
     return w
 
 
+class RecoveryProgress:
+    """What a recovering worker says once a second: records left, rate, ETA; then how it ended.
+
+    >>> p = RecoveryProgress()
+    >>> p.update(None, 0.0) is None  # not recovering
+    True
+    >>> p.update(9000, 1.0)["event"]
+    'recovery_started'
+    >>> p.update(6000, 2.0)
+    {'event': 'recovery_progress', 'remaining': 6000, 'records_per_s': 3000, 'eta_s': 2.0}
+    >>> p.update(None, 3.5)
+    {'event': 'recovery_done', 'records': 9000, 'seconds': 2.5}
+    """
+
+    def __init__(self) -> None:
+        self.started_at: float | None = None
+        self.first = self.last = 0
+
+    def update(self, remaining: int | None, now: float) -> dict | None:
+        if remaining is None:
+            if self.started_at is None:
+                return None
+            seconds, records = now - self.started_at, self.first
+            self.started_at = None
+            return {"event": "recovery_done", "records": records, "seconds": round(seconds, 1)}
+        if self.started_at is None:
+            self.started_at, self.first, self.last = now, remaining, remaining
+            return {"event": "recovery_started", "remaining": remaining}
+        done = self.first - remaining
+        rate = done / max(now - self.started_at, 1e-9)
+        self.last = remaining
+        return {"event": "recovery_progress", "remaining": remaining, "records_per_s": round(rate),
+                "eta_s": round(remaining / rate, 1) if rate > 0 else None}
+
+
 def _wire_common(w: Worker) -> None:
     """What every worker has: /metrics and the monitoring records of its stages."""
     app = w.app
@@ -266,11 +301,16 @@ def _wire_common(w: Worker) -> None:
         return web.json({"ready": not reasons, "worker": w.worker_id, "reasons": reasons},
                         status=503 if reasons else 200)
 
+    progress = RecoveryProgress()
+
     @app.timer(1.0)
     async def ready_gauge() -> None:
         ok = 0.0 if health.reasons() else 1.0
         for s in w.stats:
             s.gauges["ready"] = ok
+        line = progress.update(compat.recovery_remaining(app), time.monotonic())
+        if line is not None:
+            event(log, line.pop("event"), worker=w.worker_id, **line)
 
     @app.on_rebalance_complete.connect
     async def first_assignment(app: faust.App, **kwargs: object) -> None:

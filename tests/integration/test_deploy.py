@@ -50,8 +50,13 @@ def test_docker_compose_file_is_valid():
     if compose is None:
         pytest.skip("docker-compose (v1) not installed; it only validates the file here")
     res = run(compose, "-f", "docker-compose.yml", "config", "--services")
-    assert res.returncode != 0 and "STREAM_MODEL_HMAC_KEY" in res.stderr  # the secrets are required
-    secrets = {"STREAM_MODEL_HMAC_KEY": "h" * 40, "STREAM_INGEST_PSEUDONYMISE_KEY": "p" * 40}
+    assert res.returncode != 0 and "set STREAM_" in res.stderr  # the secrets are required
+    secrets = {"STREAM_MODEL_HMAC_KEY": "h" * 40, "STREAM_INGEST_PSEUDONYMISE_KEY": "p" * 40,
+               "STREAM_REDIS_PASSWORD": "r" * 24}
+    for missing in secrets:  # each one is required
+        res = run(compose, "-f", "docker-compose.yml", "config", "--services",
+                  env={k: v for k, v in secrets.items() if k != missing})
+        assert res.returncode != 0 and missing in res.stderr, missing  # Redis is not left open either
     res = run(compose, "-f", "docker-compose.yml", "config", "--services", env=secrets)
     assert res.returncode == 0, res.stderr
     assert {"kafka", "redis", "worker", "learner", "drift", "prometheus", "alertmanager", "grafana",
@@ -69,6 +74,8 @@ def test_docker_compose_file_is_valid():
     assert set(stages) == set(STAGES), stages  # the whole service, every stage somewhere
     assert stages["learn"] == ["learner"] and stages["drift"] == ["drift"]  # one of each, own service
     assert all(services[s].get("healthcheck") for s in ("kafka", "redis", "prometheus", "alertmanager", "grafana"))
+    assert "--requirepass" in services["redis"]["command"]
+    assert services["worker"]["environment"]["STREAM_REDIS_URL"] == f"redis://:{'r' * 24}@redis:6379/0"
 
 
 def test_prometheus_scrapes_every_stream_service_and_sends_to_alertmanager():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
@@ -16,6 +17,7 @@ from stream.loadgen import produce_workload
 from stream.serde import SchemaRegistry
 from stream.topology import Topology
 from stream.workload import Workload
+from tests.conftest import run_cli
 from tests.integration.pipeline import (assert_exact_in_redis, comparable, fresh_stack, read_all,
                                         reference_profiles, wait_for_profiles)
 from tests.integration.workers import WorkerProcess
@@ -46,13 +48,14 @@ def scripted_run(tmp_path_factory):
             metrics = worker.metrics()
             with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/metrics", timeout=5) as resp:
                 content_type = resp.headers["Content-Type"]
+            top = run_cli("top", "--once", "--json", env=env, timeout=60)
             dlq = [REG.decode("DeadLetter", m.value) for m in read_all(bootstrap, "clicks.dlq.v1")]
             topic_profiles = [REG.decode("UserProfile", m.value) for m in read_all(bootstrap, "profiles.v1")]
             monitors = {s: [REG.decode("StageMetrics", m.value) for m in read_all(bootstrap, f"monitor.{s}.v1")]
                         for s in ("ingest", "profile")}
         finally:
             code = worker.stop()
-        yield {"reference": reference, "redis": got, "metrics": metrics, "content_type": content_type, "dlq": dlq, "profiles_topic": topic_profiles,
+        yield {"reference": reference, "redis": got, "metrics": metrics, "content_type": content_type, "top": top, "dlq": dlq, "profiles_topic": topic_profiles,
                "monitors": monitors, "expected_rejects": expected_rejects, "valid": valid, "exit": code,
                "log": worker.log_path.read_text()}
 
@@ -178,3 +181,13 @@ def test_kill9_restart_and_second_worker_lose_nothing_and_count_nothing_twice(tm
         finally:
             for w in workers:
                 w.stop()
+
+
+def test_stream_top_shows_the_running_worker_s_stages(scripted_run):
+    top = scripted_run["top"]
+    assert top.returncode == 0 and "Traceback" not in top.stderr, top.stderr
+    snap = json.loads(top.stdout)
+    rows = {r["stage"]: r for r in snap["stages"]}
+    assert {"ingest", "profile"} <= set(rows), rows
+    assert rows["ingest"]["workers"] == 1 and rows["ingest"]["ready"] == 1
+    assert rows["ingest"]["lag_events"] is not None and rows["ingest"]["lag_unknown"] == 0
