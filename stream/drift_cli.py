@@ -76,14 +76,20 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
                           f"drift worker over a stationary stream for longer")
     table = calibrate(values, args.target_run_windows)
     out = {"calibrated": {"windows": windows, "target_run_windows": args.target_run_windows,
+                          "expected_false_alarms_per_day": round(86_400 / settings.drift.window_s
+                                                                 / args.target_run_windows, 4),
                           "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
            "thresholds": {k: {key: round(v, 6) for key, v in e.items()} for k, e in table.items()}}
     Path(args.out).write_text(yaml.safe_dump(out, sort_keys=True))
     for key, e in table.items():
         print(f"{key:<48} threshold {e['threshold']:.4g}  (stationary max {e['max']:.4g}, median "
               f"{e['median']:.4g}, {e['windows']} values)")
+    per_day = 86_400 / settings.drift.window_s / args.target_run_windows
     print(f"{len(table)} thresholds from {windows} stationary windows written to {args.out}; "
           f"use them with STREAM_DRIFT_THRESHOLDS_FILE={args.out}")
+    print(f"expected false alarms at this target: {per_day:.2g} per day across all {len(table)} statistics "
+          f"(one per {args.target_run_windows:g} windows of {settings.drift.window_s:g} s; "
+          f"per statistic and window {1 / (args.target_run_windows * max(1, len(table))):.2g})")
     return 0
 
 
@@ -94,8 +100,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sp = dsub.add_parser("calibrate", help="thresholds from a stationary run, for a target false-alarm rate",
                          description="Read the drift reports of a run the operator knows was stationary and set "
                                      "each alerting statistic's threshold so that one false alarm is expected per "
-                                     "TARGET_RUN_WINDOWS windows across all of them (log-normal fit of the values, "
-                                     "never below the largest value seen). Writes a YAML thresholds file.")
+                                     "TARGET_RUN_WINDOWS windows across all of them (Bonferroni over the statistics; each "
+                                     "threshold from an exponential fit of its upper tail, never below the "
+                                     "largest value seen). Writes a YAML thresholds file and says the expected "
+                                     "false alarms per day.")
     sp.add_argument("--target-run-windows", type=number(1), default=1000.0,
                     help="expected windows between false alarms over all statistics (default 1000)")
     sp.add_argument("--out", type=out_file, default="drift-thresholds.yaml", help="file to write (default drift-thresholds.yaml)")

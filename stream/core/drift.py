@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from statistics import NormalDist
 
 import numpy as np
 
@@ -245,10 +244,17 @@ def calibrate(values: dict[tuple[str, str, str], list[float]], target_run_window
     stationary windows. With ``m`` alerting keys, each gets a per-window false-alarm rate
     ``alpha = 1 / (target_run_windows * m)`` (Bonferroni over keys, the expected-run-time
     idea: one false alarm expected per ``target_run_windows`` windows across all keys).
-    The statistics are positive and right-skewed, so ln(value) is fitted with a normal
-    and the threshold is its ``1 - alpha`` quantile, never below ``floor`` times the largest
-    value seen nor below :data:`MIN_THRESHOLDS`. Detector counts (ADWIN, Page-Hinkley) get
-    the largest count seen + 0.5. Returns ``{"stage/quantity/statistic": {"threshold", "windows", "max", ...}}``.
+    The threshold is the ``1 - alpha`` quantile of the upper tail, fitted where false alarms
+    come from, not over the bulk: peaks over a threshold ``u`` (the 90th percentile, at least
+    5 exceedances), whose excesses ``v - u`` are fitted with an exponential of mean ``beta``
+    (the Gumbel domain: light tails, which PSI/KS/JS distances and chi-square statistics have).
+    With a share ``p_u`` of values above ``u``, ``P(V > u + x) = p_u exp(-x / beta)``, so the
+    threshold is ``u + beta ln(p_u / alpha)`` (the empirical quantile when ``alpha >= p_u``).
+    (A log-normal fit of every value, used before, was dominated by many near-zero values and
+    put concept-drift thresholds at 9-36x the largest stationary value.) Never below
+    ``floor`` times the largest value seen nor below :data:`MIN_THRESHOLDS`. Detector counts
+    (ADWIN, Page-Hinkley) get the largest count seen + 0.5. Returns
+    ``{"stage/quantity/statistic": {"threshold", "windows", "max", "median", "alpha", "tail_u", "tail_beta"}}``.
 
     >>> vals = {("input", "price", "psi"): [0.01, 0.012, 0.02, 0.015, 0.011] * 20}
     >>> t = calibrate(vals, target_run_windows=1000)["input/price/psi"]
@@ -259,20 +265,41 @@ def calibrate(values: dict[tuple[str, str, str], list[float]], target_run_window
     for (stage, quantity, statistic), vs in values.items():  # variants share one threshold
         merged.setdefault(f"{stage}/{quantity.split('[', 1)[0]}/{statistic}", []).extend(vs)
     alpha = 1.0 / (target_run_windows * max(1, len(merged)))
-    z = NormalDist().inv_cdf(1 - alpha)
     out = {}
     for key, vs in sorted(merged.items()):
-        arr = np.asarray([v for v in vs if v > 0], dtype=float)
         top = float(max(vs)) if vs else 0.0
         statistic = key.rsplit("/", 1)[1]
+        u = beta = 0.0
         if statistic in COUNTS:
             fitted = top + 0.5
-        elif len(arr) >= 5:
-            logs = np.log(arr)
-            fitted = float(np.exp(logs.mean() + z * logs.std(ddof=1)))
+        elif len(vs) >= 10:
+            fitted, u, beta = upper_tail_quantile(np.asarray(vs, dtype=float), alpha)
         else:
             fitted = top
         out[key] = {
             "threshold": max(fitted, top * floor, MIN_THRESHOLDS.get(statistic, 0.0)), "windows": len(vs), "max": top,
-            "median": float(np.median(vs)) if vs else 0.0, "alpha": alpha}
+            "median": float(np.median(vs)) if vs else 0.0, "alpha": alpha, "tail_u": u, "tail_beta": beta}
     return out
+
+
+def upper_tail_quantile(values: np.ndarray, alpha: float, tail_share: float = 0.1,
+                        min_exceedances: int = 5) -> tuple[float, float, float]:
+    """``(q, u, beta)``: the ``1 - alpha`` quantile of ``values`` from an exponential fit of the
+    excesses over ``u`` (peaks over threshold); ``beta`` is their mean.
+
+    >>> rng = np.random.default_rng(0)
+    >>> q, u, beta = upper_tail_quantile(rng.exponential(1.0, 20_000), alpha=1e-3)
+    >>> round(q, 1), round(beta, 1)  # exact: ln(1000) = 6.9
+    (6.9, 1.0)
+    """
+    v = np.sort(values)
+    n = len(v)
+    k = max(min_exceedances, int(np.ceil(tail_share * n)))  # the exceedances kept
+    k = min(k, n - 1)
+    u = float(v[n - k - 1])
+    excess = v[n - k:] - u
+    beta = float(excess.mean())
+    p_u = k / n
+    if alpha >= p_u or beta <= 0:
+        return float(np.quantile(v, 1 - alpha)), u, beta
+    return u + beta * float(np.log(p_u / alpha)), u, beta

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from stream.config import Settings
@@ -306,3 +307,17 @@ def test_the_drift_worker_alarms_only_once_calibrated_unless_told_otherwise(tmp_
     assert drift_thresholds(calibrated).calibrated and drift_status(calibrated)["thresholds"] == 1
     told = Settings.load(env={"STREAM_DRIFT_REQUIRE_CALIBRATION": "false"})
     assert drift_thresholds(told).calibrated and drift_status(told)["state"] == "uncalibrated"
+
+
+def test_upper_tail_calibration_holds_its_false_alarm_rate_and_ignores_the_bulk_near_zero():
+    rng = np.random.default_rng(1)
+    # many windows near zero (a quiet concept statistic) and a light right tail
+    def draw(n):
+        return np.where(rng.random(n) < 0.7, rng.exponential(1e-4, n), rng.gamma(2.0, 0.01, n))
+    # a target rarer than the calibration run can show: the tail fit extrapolates
+    table = calibrate({("concept", "log_loss", "psi"): draw(3000).tolist()}, target_run_windows=20_000)
+    e = table["concept/log_loss/psi"]
+    fresh = draw(1_000_000)
+    rate = float((fresh > e["threshold"]).mean())
+    assert e["alpha"] / 3 < rate < e["alpha"] * 3, (rate, e)  # the target rate, within a factor 3
+    assert e["threshold"] < 2 * e["max"], e  # not a multiple of the largest value seen
