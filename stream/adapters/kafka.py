@@ -42,6 +42,21 @@ class CreateResult:
     note: str = ""
 
 
+def topic_id(bootstrap: str, topic: str, timeout: float = 10.0) -> str | None:
+    """The broker's id of a topic (Kafka 2.8+ and Tansu give one): a topic deleted and created
+    again, or created on a broker that lost its data, has a new id. None when the broker does not
+    say (an old broker) or does not answer in time."""
+    from confluent_kafka import TopicCollection  # noqa: PLC0415
+    client = admin(bootstrap)  # held until the answer is in: a collected client cancels its futures
+    try:
+        futures = client.describe_topics(TopicCollection([topic]), request_timeout=timeout)
+        found = futures[topic].result(timeout)
+    except Exception:  # noqa: BLE001 - librdkafka raises KafkaException and others for "unsupported"
+        return None
+    tid = getattr(found, "topic_id", None)
+    return str(tid) if tid is not None else None
+
+
 def create_topics(bootstrap: str, topics: list[Topic], timeout: float = 15.0) -> list[CreateResult]:
     """Create the given topics; existing ones are left alone (idempotent)."""
     have = existing_topics(bootstrap, timeout)

@@ -1,10 +1,14 @@
 """Profiles in Redis: one hash per user, whole-profile writes, idempotent.
 
-The hash ``<prefix>profile:<user_id>`` holds ``version`` and ``avro`` (the UserProfile
+The hash ``<prefix>profile:<user_id>`` holds ``version``, ``avro`` (the UserProfile
 record in its Avro encoding, ``schemas/UserProfile.avsc``: the same bytes as on
-``profiles.v1``). A write carries the profile's version and is applied only if it is
-newer than what Redis holds (a Lua script), so replays, retries and a brief overlap of
-two workers during a rebalance never move a profile backwards.
+``profiles.v1``) and ``incarnation`` (the id of the clicks topic the profile was computed
+from). A write carries the profile's version and is applied only if it is newer than what
+Redis holds (a Lua script), so replays, retries and a brief overlap of two workers during a
+rebalance never move a profile backwards. A write from another incarnation always applies:
+after a broker lost its data, the new topic's profiles start again at version 1, and the old
+incarnation's higher versions must not hide them (users not seen since keep their last
+profile, tagged with the old incarnation).
 """
 
 from __future__ import annotations
@@ -20,17 +24,20 @@ from stream.errors import StoreError
 from stream.serde import SchemaRegistry
 from stream.users import Flushed
 
-#: KEYS = profile hashes; ARGV = version_1, avro_1, version_2, avro_2, ...; returns how many were newer.
+#: KEYS = profile hashes; ARGV = incarnation, version_1, avro_1, version_2, avro_2, ...; returns how
+#: many were written (newer, or of another incarnation).
 #: One call per chunk (not one per profile): building ~1,000 pipelined calls per commit on
 #: the event loop stalled the agent. (Single Redis node: on a cluster the keys of one call
 #: would need one hash slot.)
 WRITE_IF_NEWER = """
 local written = 0
+local inc = ARGV[1]
 for i = 1, #KEYS do
-  local v = redis.call('HGET', KEYS[i], 'version')
-  local new = ARGV[2 * i - 1]
-  if (not v) or tonumber(v) < tonumber(new) then
-    redis.call('HSET', KEYS[i], 'version', new, 'avro', ARGV[2 * i])
+  local held = redis.call('HMGET', KEYS[i], 'version', 'incarnation')
+  local v, held_inc = held[1], held[2] or ''
+  local new = ARGV[2 * i]
+  if (not v) or held_inc ~= inc or tonumber(v) < tonumber(new) then
+    redis.call('HSET', KEYS[i], 'version', new, 'avro', ARGV[2 * i + 1], 'incarnation', inc)
     written = written + 1
   end
 end
@@ -52,9 +59,9 @@ def profile_key(prefix: str, user_id: str) -> str:
 class ProfileWriter:
     """Async, version-checked profile writes: one Lua call per chunk."""
 
-    def __init__(self, url: str, prefix: str = "stream:", timeout: float = 5.0) -> None:
+    def __init__(self, url: str, prefix: str = "stream:", timeout: float = 5.0, incarnation: str = "") -> None:
         self.client = aredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        self.prefix = prefix
+        self.prefix, self.incarnation = prefix, incarnation
         self._script = self.client.register_script(WRITE_IF_NEWER)
         self._generation = self.client.register_script(GENERATION)
 
@@ -72,7 +79,7 @@ class ProfileWriter:
             return 0, 0.0
         t0 = time.perf_counter()
         keys = [profile_key(self.prefix, f.user_id) for f in profiles]
-        args: list = []
+        args: list = [self.incarnation]
         for f in profiles:
             args.append(f.version)
             args.append(f.profile_bytes)

@@ -11,6 +11,7 @@ from typing import Callable
 import faust
 from faust.types import Message
 
+from stream.adapters.kafka import topic_id
 from stream.adapters.redis_store import ProfileWriter
 from stream.app import compat
 from stream.app.checkpoint import Checkpoint
@@ -66,7 +67,10 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
     async def redis_writer() -> None:
         """Redis written behind the table (stream.app.redis_sync): an outage shorter than
         redis.outage_limit_s only delays it."""
-        writer = ProfileWriter(settings.redis.url, settings.redis.key_prefix)
+        # the clicks topic's id: Redis must not keep a lost broker's profiles above the new ones
+        incarnation = await asyncio.to_thread(topic_id, settings.kafka.bootstrap_servers, source.name)
+        event(log, "clicks_incarnation", worker=w.worker_id, topic=source.name, id=incarnation or "unknown")
+        writer = ProfileWriter(settings.redis.url, settings.redis.key_prefix, incarnation=incarnation or "")
         sync = ProfileSync(w.redis_pending, w.stage("profile"), batch=settings.profile.redis_batch,
                            outage_limit_s=settings.redis.outage_limit_s)
         w.health.add("redis", lambda: down_for(sync.outage.since))

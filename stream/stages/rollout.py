@@ -61,7 +61,7 @@ class RolloutController:
         self.served = {"champion": VariantWindow(), "challenger": VariantWindow()}
         self.paired = {"champion": VariantWindow(), "challenger": VariantWindow()}
         self.diff = PairedLoss()
-        self.window_started = self.clock()
+        self.window_started = self.collecting_since = self.clock()
 
     # -- start and persistence -----------------------------------------------------------------
     def start(self, champion_version: int) -> None:
@@ -119,12 +119,22 @@ class RolloutController:
         st = self.state
         transitions: list[Transition] = []
         if st.mode in ("shadow", "canary") and "challenger" in self.learners:
-            if st.mode == "shadow":  # nothing served by the challenger: compare on the same examples
-                verdict = judge(self.paired["champion"], self.paired["challenger"], self.cfg, self.diff)
-            else:
-                verdict = judge(self.served["champion"], self.served["challenger"], self.cfg, self.diff)
-            transitions = self.apply(st.on_window(verdict, self.served["challenger"].served,
-                                                  int(self.clock() * 1000), self.cfg))
+            # shadow: nothing served by the challenger, compare on the same examples
+            windows = self.paired if st.mode == "shadow" else self.served
+            verdict = judge(windows["champion"], windows["challenger"], self.cfg, self.diff)
+            now_ms = int(self.clock() * 1000)
+            if min(windows["champion"].served, windows["challenger"].served) < self.cfg.min_examples:
+                # too few examples to judge: the window goes on collecting rather than starting
+                # again empty (a 5% canary on a quiet stream never reached min_examples in one
+                # window and stayed at 5% for ever); it is not a judged window of the step
+                st.last_decision = {**verdict.to_dict(), "at": now_ms}
+                event(log, "rollout_window", model=self.name, mode=st.mode, share=st.share,
+                      decision=verdict.decision, reason=verdict.reason, collecting_s=round(
+                          self.clock() - self.collecting_since, 1))
+                self.window_started = self.clock()
+                self.save()
+                return []
+            transitions = self.apply(st.on_window(verdict, self.served["challenger"].served, now_ms, self.cfg))
             self.stats.add_output(f"verdicts_{verdict.decision}")
             g = self.stats.gauges  # the judged window, per variant (what the verdict saw)
             for variant, w in (self.paired if st.mode == "shadow" else self.served).items():

@@ -72,3 +72,49 @@ def test_sigterm_under_load_stops_a_worker_within_10s_and_cleanly(tmp_path):
             stop.set()
             feeder.join(30)
             w.stop()
+
+
+def test_after_the_broker_lost_its_data_redis_takes_the_new_topic_s_profiles(tmp_path):
+    """Issue on faults: after a broker restart (all data gone) the profiles start again at low
+    versions; Redis held the old, higher ones and its version check kept them (silently). The
+    clicks topic's id tells the incarnations apart, and the new one's profiles win."""
+    from stream.adapters.kafka import ensure_topology, topic_id
+    with fresh_stack(tmp_path) as env:
+        bootstrap = env["STREAM_KAFKA_BOOTSTRAP_SERVERS"]
+        old_id = topic_id(bootstrap, "clicks.v1")
+        before = produce_workload(producer(bootstrap), CLICKS, Workload(seed=31, users=150, user_prefix="b"),
+                                  events=6_000, batch_size=50, keep=True)
+        _worker_until_exact(env, tmp_path, "w1", before.produced, "before the loss")
+        settings = Settings.load(env={"STREAM_STACK_STATE_DIR": env["STREAM_STACK_STATE_DIR"]})
+        broker = Stack(settings).read_state()["broker"]
+        stop_pid(broker.pid)
+        # the same broker address again, empty (Tansu keeps nothing), and the topics created again
+        again = Settings.load(env={"STREAM_STACK_STATE_DIR": env["STREAM_STACK_STATE_DIR"],
+                                   "STREAM_STACK_BROKER_PORT": str(broker.port)})
+        Stack(again).up()
+        ensure_topology(bootstrap, Topology.load())
+        assert topic_id(bootstrap, "clicks.v1") not in (None, old_id)
+        # fewer events for the same users: every new profile has a lower version than Redis holds
+        after = produce_workload(producer(bootstrap), CLICKS, Workload(seed=32, users=150, user_prefix="b"),
+                                 events=1_500, batch_size=50, keep=True)
+        log = _worker_until_exact(env, tmp_path, "w2", after.produced, "after the loss")
+        assert "event=clicks_incarnation" in log
+
+
+def _worker_until_exact(env: dict, tmp_path, name: str, produced: list[dict], context: str) -> str:
+    """Run a worker until Redis holds exactly the profiles of ``produced`` (polled: what Redis
+    held before may already have higher versions); returns its log."""
+    from tests.integration.pipeline import comparable, redis_profiles, reference_profiles
+    reference = reference_profiles(produced)
+    users = sorted(reference)
+
+    def wrong() -> list[str]:
+        got = redis_profiles(env["STREAM_REDIS_URL"], users)
+        return [u for u in users if u not in got or comparable(got[u]) != comparable(reference[u])]
+    w = WorkerProcess(env, tmp_path, name)
+    try:
+        w.wait_ready()
+        assert wait_until(lambda: not wrong(), 90, 0.5), (context, len(wrong()), len(users), w.log_tail())
+    finally:
+        w.stop()
+    return w.log_path.read_text()

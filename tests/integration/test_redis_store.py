@@ -37,6 +37,38 @@ def test_writes_are_version_checked_in_one_call(stack, unique):
     assert got[users[0]]["counts"] == REALISTIC["UserProfile"]["counts"]
 
 
+def test_a_new_incarnation_of_the_clicks_topic_overwrites_higher_versions_of_the_old_one(stack, unique):
+    users = [f"{unique}-{i}" for i in range(20)]
+
+    async def go():
+        old = ProfileWriter(stack.redis_url, prefix=f"i{unique}:", incarnation="topic-A")
+        new = ProfileWriter(stack.redis_url, prefix=f"i{unique}:", incarnation="topic-B")
+        try:
+            first = await old.write([flushed(u, 50) for u in users])
+            # the broker lost its data: the new topic's profiles start again at low versions
+            after = await new.write([flushed(u, 2) for u in users[:15]])
+            stale = await new.write([flushed(u, 1) for u in users[:15]])    # within B: never backwards
+            late = await old.write([flushed(u, 60) for u in users[:5]])    # A again (a straggler): wins back
+            return first[0], after[0], stale[0], late[0]
+        finally:
+            await old.close()
+            await new.close()
+    assert asyncio.run(go()) == (20, 15, 0, 5)
+    got = read_profiles(stack.redis_url, users, REG, prefix=f"i{unique}:")
+    assert [got[u]["version"] for u in users] == [60] * 5 + [2] * 10 + [50] * 5
+
+
+def test_the_broker_gives_each_topic_incarnation_its_own_id(stack, topics, unique, tmp_path):
+    from stream.adapters.kafka import topic_id
+    from tests.integration.pipeline import fresh_stack
+    here = topic_id(stack.bootstrap, "clicks.v1")
+    assert here and topic_id(stack.bootstrap, "clicks.v1") == here  # stable while the topic lives
+    with fresh_stack(tmp_path) as env:  # another broker, the same topology: another incarnation
+        other = topic_id(env["STREAM_KAFKA_BOOTSTRAP_SERVERS"], "clicks.v1")
+    assert other and other != here
+    assert topic_id(stack.bootstrap, f"no-such-topic-{unique}") is None
+
+
 def test_a_model_signed_with_another_key_is_refused_and_a_release_restores_only_with_this_key(stack, unique):
     from stream.adapters.registry import ModelIntegrityError, ModelRegistry
     prefix = f"m{unique}:"
