@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from stream.cliargs import Progress, count, log_level, number, port
 from stream.cliargs import stages as cli_stages
-from stream.config import DEV_HMAC_KEY, Settings, production_problems
+from stream.config import DEV_HMAC_KEY, Settings, production_problems, redact_url
 from stream.errors import StreamError
 from stream.stages import DEFAULT_STAGES
 
@@ -172,7 +172,7 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     topic = _topology(settings).topic("clicks.v1")
     ing = settings.ingest
     span_s = args.events / args.rate  # of event time
-    if span_s > ing.max_skew_s + ing.max_future_s / 2:
+    if span_s > 0.9 * ing.max_skew_s + ing.max_future_s / 2:  # a margin: the oldest must not age out in flight
         raise StreamError(f"{args.events:,} events at --rate {args.rate:g} span {span_s:,.0f} s of event time, "
                           f"more than ingest accepts ({ing.max_skew_s:g} s in the past, {ing.max_future_s:g} s ahead): "
                           f"raise --rate (event time) or lower --events; --target-rate limits the send rate")
@@ -203,11 +203,16 @@ def cmd_top(args: argparse.Namespace, settings: Settings) -> int:
     def records():
         # --once: what the topics hold from --since on (read in well under a second), then stop
         for msg in read(bootstrap, topics, since_ms=since_ms, idle_timeout=1.5 if args.once else None,
-                        deadline=time.monotonic() + 5.0 if args.once else None):
+                        deadline=time.monotonic() + 5.0 if args.once else None, idle_yield=not args.once):
+            if msg is None:  # nothing new: a chance to redraw (and to see a stopped worker go)
+                yield None
+                continue
             try:
                 yield registry.decode("StageMetrics", msg.value or b"")
             except StreamError as exc:
                 print(f"stream: warning: {msg.topic}[{msg.partition}]@{msg.offset}: {exc}", file=sys.stderr)
+    if args.json and not args.once:
+        raise StreamError("--json prints one snapshot: use it with --once")
     snap = top(records(), once=args.once, refresh_s=args.refresh, json_out=args.json)
     if args.once and not snap["stages"]:
         print(f"stream: error: no monitoring record in the last {args.since:g} s: is a worker running?",
@@ -235,7 +240,8 @@ def cmd_profile(args: argparse.Namespace, settings: Settings) -> int:
     profile = read_profile(redis_url, args.user_id, SchemaRegistry(settings.paths.schemas_dir),
                            settings.redis.key_prefix)
     if profile is None:
-        print(f"stream: error: no profile for user {args.user_id!r} in Redis ({redis_url})", file=sys.stderr)
+        print(f"stream: error: no profile for user {args.user_id!r} in Redis ({redact_url(redis_url)})",
+              file=sys.stderr)
         return 1
     _print_json(profile)
     return 0
@@ -262,6 +268,7 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
             if name in section:
                 value = section[name]
                 section[name] = "<development default>" if value == DEV_HMAC_KEY else "<set>" if value else ""
+    data["redis"]["url"] = redact_url(data["redis"]["url"])  # a password in the URL is a secret too
     _print_json(data)
     for problem in production_problems(settings):
         print(f"stream config: production mode: {problem}", file=sys.stderr)

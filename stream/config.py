@@ -18,7 +18,6 @@ stream.errors.ConfigError: unknown setting STREAM_INGEST_NOPE (section 'ingest' 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import yaml
 
 from stream.core.ingest import IngestConfig
 from stream.core.profile import ProfileConfig
+from stream.config_check import check, redact_url  # noqa: F401 (re-exported)
 from stream.errors import ConfigError
 
 ENV_PREFIX = "STREAM_"
@@ -228,27 +228,6 @@ class DeploySettings:
     #: (a worker refuses to start without its own model.hmac_key and ingest.pseudonymise_key)
     mode: str = "development"
 
-#: ``section.field`` -> the values it may take (checked when settings are loaded)
-CHOICES: dict[str, tuple[str, ...]] = {
-    # the embedded broker has no transactions, and exactly_once would skip the hook that
-    # writes the state before the offsets (stream.app.clicks)
-    "faust.processing_guarantee": ("at_least_once",),
-    "faust.log_level": ("debug", "info", "warning", "error", "critical"),
-    "deploy.mode": ("development", "production"),
-    "rollout.automation": ("auto", "manual"),
-}
-#: ``section.field`` -> inclusive (low, high) bounds
-RANGES: dict[str, tuple[float, float]] = {
-    "faust.web_port": (0, 65535), "stack.broker_port": (0, 65535), "stack.redis_port": (0, 65535),
-    "faust.broker_session_timeout_s": (0.1, 3600), "faust.broker_commit_interval_s": (0.01, 3600),
-    "monitor.interval_s": (0.05, 3600), "model.k": (1, 1000), "model.candidates": (1, 100_000),
-    "model.organic_share": (0, 1), "model.explore": (0, 1), "rollout.alpha": (1e-9, 0.5),
-    "drift.clear": (0, 1), "drift.bins": (2, 1000), "drift.window_s": (0.01, 86_400),
-    "rollout.window_s": (0.01, 86_400), "profile.cut_interval_s": (0.01, 3600),
-    "model.relations_width": (1, 10_000), "model.relations_window": (1, 1000), "profile.last_items": (1, 1000),
-}
-#: URL schemes redis.url may use (empty: the embedded stack's)
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 @dataclass(frozen=True)
@@ -367,31 +346,6 @@ def _build(cls: type[Settings], overrides: dict[str, dict[str, Any]]) -> Setting
     settings = cls(**built)
     check(settings)
     return settings
-
-
-def check(settings: Settings) -> None:
-    """Raise ConfigError for a value outside its choices or range (see CHOICES, RANGES)."""
-    for where, allowed in CHOICES.items():
-        sname, fname = where.split(".")
-        value = getattr(getattr(settings, sname), fname)
-        if value not in allowed:
-            raise ConfigError(f"setting {where}: {value!r} is not one of: {', '.join(allowed)}")
-    for where, (low, high) in RANGES.items():
-        sname, fname = where.split(".")
-        value = getattr(getattr(settings, sname), fname)
-        if not low <= value <= high:
-            raise ConfigError(f"setting {where}: {value:g} is outside {low:g}..{high:g}")
-    for sname, section in vars(settings).items():  # no count, duration or limit is negative
-        for fname, value in vars(section).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and not 0 <= value < math.inf:
-                raise ConfigError(f"setting {sname}.{fname}: {value:g} must be a finite number >= 0")
-    url = settings.redis.url
-    if url and not url.startswith(REDIS_SCHEMES):
-        raise ConfigError(f"setting redis.url: {url!r} is not a Redis URL ({', '.join(REDIS_SCHEMES)}...)")
-    for server in filter(None, settings.kafka.bootstrap_servers.split(",")):
-        host, _, port = server.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) <= 65535:
-            raise ConfigError(f"setting kafka.bootstrap_servers: {server.strip()!r} is not HOST:PORT")
 
 
 def production_problems(settings: Settings) -> list[str]:

@@ -4,7 +4,8 @@ Every worker publishes one StageMetrics record per stage and monitor interval on
 ``monitor.<stage>.v1``. The board keeps each (stage, worker)'s latest record and shows, per
 stage: workers, events in and out per second, the reject share, consumer lag in events (a
 worker that does not know its lag is left out, not summed as -1), the p99 time per Kafka
-message and the p99 event-time lag, readiness; then the learner's rolling metrics per variant,
+message and the p99 event-time lag, readiness; then the champion model's rolling metrics per
+slice of traffic (what each variant served),
 the rollout state and the drift monitor's alarms. A record older than three of its intervals
 counts as gone (its worker stopped).
 
@@ -78,12 +79,12 @@ class Board:
         return dict(rs[-1].get("outputs", {})) if rs else {}
 
     def model(self, now_ms: int) -> dict[str, dict[str, float]]:
-        """Variant -> the learner's rolling metrics."""
+        """Traffic slice (champion, challenger, explore, organic) -> the champion model's rolling metrics."""
         out: dict[str, dict[str, float]] = {}
         for key, value in self.gauges("learn", now_ms).items():
             name, labels = gauge_labels(key)
-            if name.startswith("model_") and "variant" in labels:
-                out.setdefault(labels["variant"], {})[name.removeprefix("model_")] = value
+            if name.startswith("model_") and "traffic" in labels:
+                out.setdefault(labels["traffic"], {})[name.removeprefix("model_")] = value
         return out
 
     def snapshot(self, now_ms: int) -> dict[str, Any]:
@@ -118,8 +119,8 @@ def render(snap: dict[str, Any]) -> str:
                      f"{r['reject_share']:>7.1%} {lag:>9s} {r['p99_ms_per_message']:>10.1f} "
                      f"{r['p99_event_lag_ms']:>10.0f} {ready:>6s}")
     if snap["model"]:
-        lines += ["", f"model v{_num(snap['model_version'])}: rolling window per variant",
-                  f"  {'VARIANT':12s} {'LOG LOSS':>9s} {'AUC':>6s} {'CTR':>7s} {'EXAMPLES':>9s}"]
+        lines += ["", f"champion model v{_num(snap['model_version'])}: rolling window per traffic slice",
+                  f"  {'TRAFFIC':12s} {'LOG LOSS':>9s} {'AUC':>6s} {'CTR':>7s} {'EXAMPLES':>9s}"]
         for variant, m in sorted(snap["model"].items()):
             lines.append(f"  {variant:12s} {_num(m.get('log_loss'), '{:.4f}'):>9s} {_num(m.get('auc'), '{:.3f}'):>6s} "
                          f"{_num(m.get('ctr'), '{:.2%}'):>7s} {_num(m.get('examples')):>9s}")

@@ -116,13 +116,15 @@ class Message:
 
 def read(bootstrap: str, topic: str | list[str], *, from_beginning: bool = True, max_messages: int | None = None,
          idle_timeout: float | None = None, partitions: int | None = None,
-         deadline: float | None = None, since_ms: int | None = None) -> Iterator[Message]:
+         deadline: float | None = None, since_ms: int | None = None,
+         idle_yield: bool = False) -> Iterator[Message | None]:
     """Read one topic or several by partition assignment (no consumer group, no commits).
 
     Starts at the beginning, at the end (``from_beginning=False``), or at the first record
     written at or after ``since_ms`` (epoch ms). Stops after ``max_messages``, after
     ``idle_timeout`` seconds without a message, or at ``deadline`` (a ``time.monotonic()``
-    value); otherwise follows the topics.
+    value); otherwise follows the topics. With ``idle_yield`` a poll that found nothing yields
+    None (a live view redraws then, records or not).
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stream-tail", "enable.auto.commit": False,
                          "enable.partition.eof": False, "fetch.wait.max.ms": 100})
@@ -161,6 +163,8 @@ def read(bootstrap: str, topic: str | list[str], *, from_beginning: bool = True,
                 return
             msg = consumer.poll(0.2)
             if msg is None:
+                if idle_yield:
+                    yield None
                 continue
             if msg.error():
                 if msg.error().code() == KafkaError._PARTITION_EOF:

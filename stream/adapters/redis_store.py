@@ -5,10 +5,11 @@ record in its Avro encoding, ``schemas/UserProfile.avsc``: the same bytes as on
 ``profiles.v1``) and ``incarnation`` (the id of the clicks topic the profile was computed
 from). A write carries the profile's version and is applied only if it is newer than what
 Redis holds (a Lua script), so replays, retries and a brief overlap of two workers during a
-rebalance never move a profile backwards. A write from another incarnation always applies:
-after a broker lost its data, the new topic's profiles start again at version 1, and the old
-incarnation's higher versions must not hide them (users not seen since keep their last
-profile, tagged with the old incarnation).
+rebalance never move a profile backwards. A write from a later incarnation applies whatever
+its version (and one from an earlier incarnation never does): after a broker lost its data,
+the new topic's profiles start again at version 1, and the old incarnation's higher versions
+must not hide them (users not seen since keep their last profile, tagged with the old
+incarnation).
 """
 
 from __future__ import annotations
@@ -24,19 +25,38 @@ from stream.errors import StoreError
 from stream.serde import SchemaRegistry
 from stream.users import Flushed
 
-#: KEYS = profile hashes; ARGV = incarnation, version_1, avro_1, version_2, avro_2, ...; returns how
-#: many were written (newer, or of another incarnation).
-#: One call per chunk (not one per profile): building ~1,000 pipelined calls per commit on
-#: the event loop stalled the agent. (Single Redis node: on a cluster the keys of one call
-#: would need one hash slot.)
+#: KEYS = profile hashes, then the incarnations hash; ARGV = incarnation, version_1, avro_1, ...;
+#: returns how many were written. Incarnations are numbered in the order Redis first sees them:
+#: a write of a later incarnation than the one held applies whatever its version, an earlier
+#: one never does, the same one only if newer. An empty incarnation (a broker that does not
+#: give topic ids) compares versions only.
 WRITE_IF_NEWER = """
-local written = 0
+local reg = KEYS[#KEYS]
+local function seq(id)
+  local s = redis.call('HGET', reg, id)
+  if not s then
+    s = redis.call('HINCRBY', reg, '__next', 1)
+    redis.call('HSET', reg, id, s)
+  end
+  return tonumber(s)
+end
 local inc = ARGV[1]
-for i = 1, #KEYS do
+local mine = nil
+if inc ~= '' then mine = seq(inc) end
+local written = 0
+for i = 1, #KEYS - 1 do
   local held = redis.call('HMGET', KEYS[i], 'version', 'incarnation')
   local v, held_inc = held[1], held[2] or ''
   local new = ARGV[2 * i]
-  if (not v) or held_inc ~= inc or tonumber(v) < tonumber(new) then
+  local apply
+  if not v then
+    apply = true
+  elseif mine == nil or held_inc == '' or held_inc == inc then
+    apply = tonumber(v) < tonumber(new)
+  else
+    apply = mine > seq(held_inc)
+  end
+  if apply then
     redis.call('HSET', KEYS[i], 'version', new, 'avro', ARGV[2 * i + 1], 'incarnation', inc)
     written = written + 1
   end
@@ -78,7 +98,7 @@ class ProfileWriter:
         if not profiles:
             return 0, 0.0
         t0 = time.perf_counter()
-        keys = [profile_key(self.prefix, f.user_id) for f in profiles]
+        keys = [profile_key(self.prefix, f.user_id) for f in profiles] + [f"{self.prefix}incarnations"]
         args: list = [self.incarnation]
         for f in profiles:
             args.append(f.version)

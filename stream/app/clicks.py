@@ -69,7 +69,9 @@ def wire_clicks(w: Worker, source: Topic, table: faust.Table) -> None:
         redis.outage_limit_s only delays it."""
         # the clicks topic's id: Redis must not keep a lost broker's profiles above the new ones
         incarnation = await asyncio.to_thread(topic_id, settings.kafka.bootstrap_servers, source.name)
-        event(log, "clicks_incarnation", worker=w.worker_id, topic=source.name, id=incarnation or "unknown")
+        event(log, "clicks_incarnation", logging.INFO if incarnation else logging.WARNING, worker=w.worker_id,
+              topic=source.name, id=incarnation or "unknown (profile versions only: a broker that lost its data "
+                                                   "would leave older profiles in Redis)")
         writer = ProfileWriter(settings.redis.url, settings.redis.key_prefix, incarnation=incarnation or "")
         sync = ProfileSync(w.redis_pending, w.stage("profile"), batch=settings.profile.redis_batch,
                            outage_limit_s=settings.redis.outage_limit_s)

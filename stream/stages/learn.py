@@ -108,9 +108,14 @@ class LearnLoop:
         g = self.stats.gauges
         g["model_version"] = float(self.learner.version)
         g["model_frozen"] = 1.0 if self.learner.frozen else 0.0
-        for variant in self.learner.variants:  # champion, challenger, explore, organic: as served
-            for k, v in self.learner.metrics(variant).items():
-                g[f"model_{k}|variant={variant}"] = v
+        # the champion model's rolling metrics on each slice of traffic: what the champion
+        # served, the canary's share (served by the challenger: the champion scored it too),
+        # explored slots, organic examples; a slice that is gone leaves no stale series
+        fresh = {f"model_{k}|traffic={variant}": v for variant in self.learner.variants
+                 for k, v in self.learner.metrics(variant).items()}
+        for key in [k for k in g if k.startswith("model_") and "|traffic=" in k and k not in fresh]:
+            del g[key]
+        g.update(fresh)
 
     def maybe_release(self) -> dict | None:
         """Apply the freeze/reset switches; release when enough examples or time have passed."""

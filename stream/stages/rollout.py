@@ -92,6 +92,9 @@ class RolloutController:
         g = self.stats.gauges
         g["rollout_share"] = self.state.share
         g["rollout_mode"] = {"idle": 0.0, "shadow": 1.0, "canary": 2.0}[self.state.mode]
+        if self.state.mode == "idle":  # no comparison running: no stale window figures
+            for key in [k for k in g if k.startswith("rollout_window_")]:
+                del g[key]
 
     # -- every labelled example ----------------------------------------------------------------
     def observe(self, fb: dict, p_champion: float, k: int) -> None:
@@ -132,6 +135,7 @@ class RolloutController:
                       decision=verdict.decision, reason=verdict.reason, collecting_s=round(
                           self.clock() - self.collecting_since, 1))
                 self.window_started = self.clock()
+                self.stats.add_output("verdicts_hold")
                 self.save()
                 return []
             transitions = self.apply(st.on_window(verdict, self.served["challenger"].served, now_ms, self.cfg))

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.skip(f"{name} not installed (scripts/setup.sh installs promtool when run as root)")
+        pytest.skip(f"{name} not installed (scripts/setup.sh installs it with apt when run as root)")
     return path
 
 

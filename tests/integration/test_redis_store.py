@@ -48,14 +48,20 @@ def test_a_new_incarnation_of_the_clicks_topic_overwrites_higher_versions_of_the
             # the broker lost its data: the new topic's profiles start again at low versions
             after = await new.write([flushed(u, 2) for u in users[:15]])
             stale = await new.write([flushed(u, 1) for u in users[:15]])    # within B: never backwards
-            late = await old.write([flushed(u, 60) for u in users[:5]])    # A again (a straggler): wins back
-            return first[0], after[0], stale[0], late[0]
+            late = await old.write([flushed(u, 60) for u in users[:5]])    # A again (a straggler): never
+            unknown = ProfileWriter(stack.redis_url, prefix=f"i{unique}:")  # no topic id: versions only
+            try:
+                lower = await unknown.write([flushed(u, 1) for u in users[:3]])
+                higher = await unknown.write([flushed(u, 3) for u in users[:3]])
+            finally:
+                await unknown.close()
+            return first[0], after[0], stale[0], late[0], lower[0], higher[0]
         finally:
             await old.close()
             await new.close()
-    assert asyncio.run(go()) == (20, 15, 0, 5)
+    assert asyncio.run(go()) == (20, 15, 0, 0, 0, 3)
     got = read_profiles(stack.redis_url, users, REG, prefix=f"i{unique}:")
-    assert [got[u]["version"] for u in users] == [60] * 5 + [2] * 10 + [50] * 5
+    assert [got[u]["version"] for u in users] == [3] * 3 + [2] * 12 + [50] * 5
 
 
 def test_the_broker_gives_each_topic_incarnation_its_own_id(stack, topics, unique, tmp_path):

@@ -27,7 +27,10 @@ def _gauge_keys_in_code() -> set[str]:
     """Every stage gauge the code sets (``gauges["x"]``, ``g[f"x|..."]``, ``g[f"model_{k}..."]``)."""
     keys = set()
     for src in (ROOT / "stream").rglob("*.py"):
-        for m in re.finditer(r'(?:gauges|\bg)\[f?"([a-z_{}]+)', src.read_text()):
+        text = src.read_text()
+        for m in re.finditer(r'(?:gauges|\bg)\[f?"([a-z_{}]+)', text):
+            keys.add(m.group(1))
+        for m in re.finditer(r'f"([a-z_{}]+)\|[a-z]+=\{', text):  # labelled gauges built as f-strings
             keys.add(m.group(1))
     return keys
 
@@ -53,9 +56,9 @@ def test_every_series_the_rules_and_dashboard_use_is_exported():
 
 def test_a_labelled_stage_gauge_is_one_series_per_label_value():
     stats = StageStats("learn")
-    stats.gauges["model_ctr|variant=champion"] = 0.2
-    stats.gauges["model_ctr|variant=challenger"] = 0.3
+    stats.gauges["model_ctr|traffic=champion"] = 0.2
+    stats.gauges["model_ctr|traffic=challenger"] = 0.3
     text = generate_latest(registry_for([stats])).decode()
-    assert 'stream_model_ctr{stage="learn",variant="champion"} 0.2' in text
-    assert 'stream_model_ctr{stage="learn",variant="challenger"} 0.3' in text
+    assert 'stream_model_ctr{stage="learn",traffic="champion"} 0.2' in text
+    assert 'stream_model_ctr{stage="learn",traffic="challenger"} 0.3' in text
     assert gauge_labels("ready") == ("ready", {})

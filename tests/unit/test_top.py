@@ -38,8 +38,8 @@ def test_a_stopped_worker_drops_out_and_stages_keep_pipeline_order():
 
 def test_model_rollout_and_drift_come_from_their_stage_gauges():
     b = Board()
-    b.add(rec("learn", "l1", 1_000, outputs={"model_version": 7.0, "model_log_loss|variant=champion": 0.41,
-                                              "model_ctr|variant=champion": 0.2, "model_auc|variant=challenger": 0.7}))
+    b.add(rec("learn", "l1", 1_000, outputs={"model_version": 7.0, "model_log_loss|traffic=champion": 0.41,
+                                              "model_ctr|traffic=champion": 0.2, "model_auc|traffic=challenger": 0.7}))
     b.add(rec("rollout", "l1", 1_000, outputs={"rollout_mode": 2.0, "rollout_share": 0.25}))
     b.add(rec("drift", "d1", 1_000, outputs={"alarms_active": 2.0, "drift_calibrated": 0.0}))
     snap = b.snapshot(2_000)
@@ -48,7 +48,7 @@ def test_model_rollout_and_drift_come_from_their_stage_gauges():
     assert snap["rollout"] == {"mode": "canary", "share": 0.25}
     assert snap["drift"] == {"alarms_active": 2, "calibrated": False}
     text = render(snap)
-    assert "model v7" in text and "canary, challenger share 25%" in text and "calibrating" in text
+    assert "champion model v7" in text and "canary, challenger share 25%" in text and "calibrating" in text
 
 
 def test_live_mode_redraws_and_once_prints_one_table():
