@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("top", cmd_top, "live view of the pipeline: per-stage rates, lag, latency; model, rollout, drift",
              "Read the stages' monitoring streams (monitor.<stage>.v1) and redraw a table every few seconds: "
              "workers, events in/out per second, reject share, consumer lag in events, p99 time per Kafka "
-             "message, p99 event-time lag, readiness; the learner's rolling metrics per variant; the rollout "
+             "message, p99 event-time lag, readiness; the champion model's rolling metrics per traffic slice; the rollout "
              "state; drift alarms. Ctrl-C stops it.")
     sp.add_argument("--once", action="store_true", help="print one snapshot of the last --since seconds and exit")
     sp.add_argument("--since", type=number(1, 86_400), default=15.0,

@@ -75,21 +75,20 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
         raise StreamError(f"only {windows} drift windows on the broker (need {args.min_windows}): run the "
                           f"drift worker over a stationary stream for longer")
     table = calibrate(values, args.target_run_windows)
+    per_day = 86_400 / settings.drift.window_s / args.target_run_windows
     out = {"calibrated": {"windows": windows, "target_run_windows": args.target_run_windows,
-                          "expected_false_alarms_per_day": round(86_400 / settings.drift.window_s
-                                                                 / args.target_run_windows, 4),
+                          "expected_false_alarms_per_day": round(per_day, 4),
                           "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
            "thresholds": {k: {key: round(v, 6) for key, v in e.items()} for k, e in table.items()}}
     Path(args.out).write_text(yaml.safe_dump(out, sort_keys=True))
     for key, e in table.items():
         print(f"{key:<48} threshold {e['threshold']:.4g}  (stationary max {e['max']:.4g}, median "
               f"{e['median']:.4g}, {e['windows']} values)")
-    per_day = 86_400 / settings.drift.window_s / args.target_run_windows
     print(f"{len(table)} thresholds from {windows} stationary windows written to {args.out}; "
           f"use them with STREAM_DRIFT_THRESHOLDS_FILE={args.out}")
     print(f"expected false alarms at this target: {per_day:.2g} per day across all {len(table)} statistics "
           f"(one per {args.target_run_windows:g} windows of {settings.drift.window_s:g} s; "
-          f"per statistic and window {1 / (args.target_run_windows * max(1, len(table))):.2g})")
+          f"per statistic and window {next(iter(table.values()), {}).get('alpha', 0.0):.2g})")
     return 0
 
 

@@ -329,29 +329,34 @@ def _tail(path: Path, lines: int = 5) -> str:
         return "(no log)"
 
 
-def _endpoint(settings: Settings, configured: str, proc: str, what: str, variable: str) -> str:
-    """A configured endpoint, else that of the embedded stack's running ``proc``."""
+def _endpoint(settings: Settings, configured: str, proc: str, what: str, variable: str,
+              running: dict[str, Proc] | None = None) -> str:
+    """A configured endpoint, else that of the embedded stack's running ``proc`` (``running``:
+    the stack's processes if already read)."""
     if configured:
         return configured
-    running = Stack(settings).running()
+    if running is None:
+        running = Stack(settings).running()
     if proc not in running:
         raise StackError(f"no {what}: run `stream up` or set {variable}")
     return running[proc].endpoint
 
 
-def bootstrap_servers(settings: Settings) -> str:
+def bootstrap_servers(settings: Settings, running: dict[str, Proc] | None = None) -> str:
     """kafka.bootstrap_servers, else the running embedded broker's."""
-    return _endpoint(settings, settings.kafka.bootstrap_servers, "broker", "broker", "STREAM_KAFKA_BOOTSTRAP_SERVERS")
+    return _endpoint(settings, settings.kafka.bootstrap_servers, "broker", "broker", "STREAM_KAFKA_BOOTSTRAP_SERVERS",
+                     running)
 
 
-def redis_url(settings: Settings) -> str:
+def redis_url(settings: Settings, running: dict[str, Proc] | None = None) -> str:
     """redis.url, else the running embedded Redis's (commands that only read Redis need no broker)."""
-    return _endpoint(settings, settings.redis.url, "redis", "Redis", "STREAM_REDIS_URL")
+    return _endpoint(settings, settings.redis.url, "redis", "Redis", "STREAM_REDIS_URL", running)
 
 
 def endpoints(settings: Settings) -> tuple[str, str]:
-    """(bootstrap servers, redis url): from settings, else from the running embedded stack."""
-    return bootstrap_servers(settings), redis_url(settings)
+    """(bootstrap servers, redis url): from settings, else from the running embedded stack (read once)."""
+    running = None if settings.kafka.bootstrap_servers and settings.redis.url else Stack(settings).running()
+    return bootstrap_servers(settings, running), redis_url(settings, running)
 
 
 def with_endpoints(settings: Settings) -> Settings:

@@ -114,6 +114,18 @@ class Message:
     headers: tuple[tuple[str, bytes], ...]
 
 
+def _partitions(consumer: Consumer, topic: str, timeout: float = 10.0) -> list[int]:
+    """The partitions of an existing topic, sorted; BrokerError if it does not exist or the broker is silent."""
+    try:
+        md = consumer.list_topics(topic, timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"broker did not answer a metadata request: {exc}") from exc
+    tmeta = md.topics.get(topic)
+    if tmeta is None or tmeta.error is not None or not tmeta.partitions:
+        raise BrokerError(f"topic {topic} does not exist on the broker (run `stream topics create`)")
+    return sorted(tmeta.partitions)
+
+
 def read(bootstrap: str, topic: str | list[str], *, from_beginning: bool = True, max_messages: int | None = None,
          idle_timeout: float | None = None, partitions: int | None = None,
          deadline: float | None = None, since_ms: int | None = None,
@@ -130,19 +142,8 @@ def read(bootstrap: str, topic: str | list[str], *, from_beginning: bool = True,
                          "enable.partition.eof": False, "fetch.wait.max.ms": 100})
     try:
         topics = [topic] if isinstance(topic, str) else list(topic)
-        counts = {}
-        for name in topics:
-            if partitions is not None:
-                counts[name] = partitions
-                continue
-            try:
-                md = consumer.list_topics(name, timeout=10)
-            except KafkaException as exc:
-                raise BrokerError(f"broker did not answer a metadata request: {exc}") from exc
-            tmeta = md.topics.get(name)
-            if tmeta is None or tmeta.error is not None or not tmeta.partitions:
-                raise BrokerError(f"topic {name} does not exist on the broker (run `stream topics create`)")
-            counts[name] = len(tmeta.partitions)
+        counts = {name: partitions if partitions is not None else len(_partitions(consumer, name))
+                  for name in topics}
         start = OFFSET_BEGINNING if from_beginning else OFFSET_END
         tps = [TopicPartition(name, p, start) for name, n in counts.items() for p in range(n)]
         if since_ms is not None:
@@ -234,12 +235,8 @@ class Answers:
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stream-answers",
                                   "enable.auto.commit": False, "fetch.wait.max.ms": 50, **QUIET})
         try:
-            md = self.consumer.list_topics(topic, timeout=timeout)
-            tmeta = md.topics.get(topic)
-            if tmeta is None or tmeta.error is not None or not tmeta.partitions:
-                raise BrokerError(f"topic {topic} does not exist on the broker (run `stream topics create`)")
             tps = []
-            for p in sorted(tmeta.partitions):
+            for p in _partitions(self.consumer, topic, timeout):
                 _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
                 tps.append(TopicPartition(topic, p, max(high, 0)))
             self.consumer.assign(tps)

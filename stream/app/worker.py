@@ -253,7 +253,7 @@ class RecoveryProgress:
 
     def __init__(self) -> None:
         self.started_at: float | None = None
-        self.first = self.last = 0
+        self.first = 0  # records left when the recovery started
 
     def update(self, remaining: int | None, now: float) -> dict | None:
         if remaining is None:
@@ -263,11 +263,10 @@ class RecoveryProgress:
             self.started_at = None
             return {"event": "recovery_done", "records": records, "seconds": round(seconds, 1)}
         if self.started_at is None:
-            self.started_at, self.first, self.last = now, remaining, remaining
+            self.started_at, self.first = now, remaining
             return {"event": "recovery_started", "remaining": remaining}
         done = self.first - remaining
         rate = done / max(now - self.started_at, 1e-9)
-        self.last = remaining
         return {"event": "recovery_progress", "remaining": remaining, "records_per_s": round(rate),
                 "eta_s": round(remaining / rate, 1) if rate > 0 else None}
 

@@ -141,7 +141,7 @@ class RolloutController:
             transitions = self.apply(st.on_window(verdict, self.served["challenger"].served, now_ms, self.cfg))
             self.stats.add_output(f"verdicts_{verdict.decision}")
             g = self.stats.gauges  # the judged window, per variant (what the verdict saw)
-            for variant, w in (self.paired if st.mode == "shadow" else self.served).items():
+            for variant, w in windows.items():
                 g[f"rollout_window_ctr|variant={variant}"] = w.ctr
                 g[f"rollout_window_log_loss|variant={variant}"] = w.mean_loss
                 g[f"rollout_window_examples|variant={variant}"] = float(w.served)
