@@ -90,16 +90,17 @@ class ItemRelations:
 
     def _add(self, i: int, j: int, w: float) -> None:
         ids, ws = self.ids[i], self.ws[i]
-        try:
-            ws[ids.index(j)] += w  # one scan of the row (not a membership test and then an index)
-        except ValueError:  # a new neighbour
-            if len(ids) < self.width:
-                ids.append(j)
-                ws.append(w)
-            else:  # full: the newcomer takes the lightest slot, with its own weight
-                k = ws.index(min(ws))
-                ids[k] = j
-                ws[k] = w
+        # a membership test, then an index when present: cheaper than one index() whose
+        # ValueError for a new neighbour (the common case) costs more than the second scan
+        if j in ids:
+            ws[ids.index(j)] += w
+        elif len(ids) < self.width:
+            ids.append(j)
+            ws.append(w)
+        else:  # full: the newcomer takes the lightest slot, with its own weight
+            k = ws.index(min(ws))
+            ids[k] = j
+            ws[k] = w
 
     def update(self, item: int, recent: list[int], weight: float, ts: int) -> None:
         """Fold one interaction with ``item`` by a user whose recent items (before it, most recent
