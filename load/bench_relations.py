@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         if events % 500_000 == 0:
             print(f"bench_relations: {events:,}/{target:,} events", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - t0
-    full = sum(1 for ids in rel.ids if len(ids) == args.width)
+    full = int((rel.row_fill() == args.width).sum())
     used = rss_bytes() - base
     out = {"items": len(cat.items), "rows_full": full, "width": args.width, "window": args.window,
            "events": events, "update_us": round(seconds / events * 1e6, 2),

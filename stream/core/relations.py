@@ -10,10 +10,15 @@ Bounded state: each item keeps at most ``width`` neighbours. A new neighbour of 
 replaces the lightest one, with its own weight only. (Space-Saving's rule, starting at the
 lightest weight plus its own, bounds the error but inflates newcomers: normalised by their
 small popularity they crowded the lists of rare items; measured: HR@10 0.077 against 0.168.)
-Decay makes room: old neighbours fade against new ones, so a row follows what users do now. A row is two
-``array`` objects (int32 ids, float32 weights): 872 B as allocated for a full row at the
-default width of 80 (arrays over-allocate as they grow), plus 8 B of list slot and 8-16 B of
-popularity; long-tail items hold fewer.
+When one event brings several newcomers to a full row, they replace that many of its
+lightest entries (newcomers of the same event do not evict each other).
+Decay makes room: old neighbours fade against new ones, so a row follows what users do now.
+
+The rows are two matrices of ``width`` columns (int32 ids, -1 for a free slot; float32
+weights) and a fill count per row, so one event's updates are a few vectorised operations
+over the rows it touches, not a Python loop over them. Memory is fixed per item whatever its
+row holds: ``8 * width + 4`` bytes (644 B at the default width of 80) plus 8 B of
+popularity, as allocated; the matrices grow by half when an item index passes their end.
 
 Popularity (``pop``) is each item's decayed event weight on the same scale, so scores can
 be normalised against it (a co-visit with a blockbuster says less than with a niche item).
@@ -34,25 +39,26 @@ Items are integer ids (the catalog's indices): ``a=0, b=1, c=2`` here.
 
 from __future__ import annotations
 
-import sys
-from array import array
-
 import numpy as np
 
 from stream.core.catalog import top_k
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
 class ItemRelations:
     """Rows indexed by the catalog's item indices (:class:`~stream.core.catalog.Catalog` owns the ids)."""
 
     def __init__(self, width: int = 80, window: int = 10, half_life_s: float = 30 * 86400.0,
-                 backward: float = 1.0) -> None:
+                 backward: float = 1.0, capacity: int = 1024) -> None:
         self.width, self.window, self.backward = width, window, backward
         self.half_life_ms = half_life_s * 1000  # 0: no decay
         self.t_ref: int | None = None
-        self.ids: list[array] = []   # per item: neighbour indices (int32)
-        self.ws: list[array] = []    # per item: their weights (float32, as of t_ref)
-        self.pop = np.zeros(1024)    # per item: decayed event weight (as of t_ref)
+        self.n = 0                                                   # rows in use: item indices < n
+        self.nid = np.full((capacity, width), -1, dtype=np.int32)    # neighbour indices, -1: free
+        self.nw = np.zeros((capacity, width), dtype=np.float32)      # their weights (as of t_ref)
+        self.fill = np.zeros(capacity, dtype=np.int32)               # used slots per row
+        self.pop = np.zeros(capacity)                                # decayed event weight (as of t_ref)
         self.updates = 0
         self.refresh_every = 1000
         self._popular = np.zeros(0, dtype=np.int64)
@@ -61,11 +67,15 @@ class ItemRelations:
 
     # -- writing -------------------------------------------------------------------------------
     def _grow(self, i: int) -> None:
-        while len(self.ids) <= i:
-            self.ids.append(array("i"))
-            self.ws.append(array("f"))
-        if i >= len(self.pop):
-            self.pop = np.concatenate([self.pop, np.zeros(max(len(self.pop), i + 1 - len(self.pop)))])
+        """Make rows 0..i usable."""
+        if i >= len(self.fill):
+            cap = max(i + 1, len(self.fill) + len(self.fill) // 2)
+            extra = cap - len(self.fill)
+            self.nid = np.concatenate([self.nid, np.full((extra, self.width), -1, dtype=np.int32)])
+            self.nw = np.concatenate([self.nw, np.zeros((extra, self.width), dtype=np.float32)])
+            self.fill = np.concatenate([self.fill, np.zeros(extra, dtype=np.int32)])
+            self.pop = np.concatenate([self.pop, np.zeros(extra)])
+        self.n = max(self.n, i + 1)
 
     def _scale(self, ts: int) -> float:
         """Weight multiplier of an event at ``ts`` (rebasing every row when it would overflow)."""
@@ -81,51 +91,80 @@ class ItemRelations:
 
     def _rebase(self, ts: int) -> None:
         f = 2.0 ** (-(ts - self.t_ref) / self.half_life_ms)
-        for w in self.ws:
-            if w:
-                np.frombuffer(w, dtype=np.float32)[:] *= f  # a temporary view: the array may grow later
+        self.nw[:self.n] *= np.float32(f)
         self.pop *= f
         self.t_ref = ts
         self._refreshed_at = -1  # the cached largest popularity is on the old scale
 
-    def _add(self, i: int, j: int, w: float) -> None:
-        ids, ws = self.ids[i], self.ws[i]
-        # a membership test, then an index when present: cheaper than one index() whose
-        # ValueError for a new neighbour (the common case) costs more than the second scan
-        if j in ids:
-            ws[ids.index(j)] += w
-        elif len(ids) < self.width:
-            ids.append(j)
-            ws.append(w)
-        else:  # full: the newcomer takes the lightest slot, with its own weight
-            k = ws.index(min(ws))
-            ids[k] = j
-            ws[k] = w
+    def _add_to_rows(self, rows: np.ndarray, j: int, w: np.ndarray) -> None:
+        """Add neighbour ``j`` with weight ``w[k]`` to each row ``rows[k]`` (distinct rows)."""
+        hit = self.nid[rows] == j
+        found = hit.any(axis=1)
+        if found.any():
+            self.nw[rows[found], hit[found].argmax(axis=1)] += w[found]
+            if found.all():
+                return
+            rows, w = rows[~found], w[~found]
+        slot = self.fill[rows]
+        room = slot < self.width
+        r = rows[room]
+        self.nid[r, slot[room]] = j
+        self.nw[r, slot[room]] = w[room]
+        self.fill[r] += 1
+        if not room.all():  # full: the newcomer takes the lightest slot, with its own weight
+            r = rows[~room]
+            k = self.nw[r].argmin(axis=1)
+            self.nid[r, k] = j
+            self.nw[r, k] = w[~room]
+
+    def _add_to_row(self, i: int, js: np.ndarray, w: np.ndarray) -> None:
+        """Add neighbours ``js`` (distinct) with weights ``w`` to row ``i``."""
+        n = int(self.fill[i])
+        ids, ws = self.nid[i], self.nw[i]  # views
+        hit = ids[:n][None, :] == js[:, None]
+        found = hit.any(axis=1)
+        if found.any():
+            ws[hit[found].argmax(axis=1)] += w[found]
+            js, w = js[~found], w[~found]
+        m = len(js)
+        if not m:
+            return
+        take = min(m, self.width - n)
+        ids[n:n + take], ws[n:n + take] = js[:take], w[:take]
+        self.fill[i] = n + take
+        rest = m - take
+        if rest:  # full: the remaining newcomers take the lightest slots of the old entries
+            k = np.arange(n) if rest >= n else np.argpartition(ws[:n], rest - 1)[:rest]
+            ids[k], ws[k] = js[take:take + len(k)], w[take:take + len(k)]
 
     def update(self, item: int, recent: list[int], weight: float, ts: int) -> None:
         """Fold one interaction with ``item`` by a user whose recent items (before it, most recent
         first; -1 for unknown) are ``recent``."""
         if item < 0 or weight <= 0:
             return
-        top = max(item, max(recent, default=-1))
-        if top >= len(self.ids):
-            self._grow(top)
         s = weight * self._scale(ts)
-        self.pop[item] += s
-        self.updates += 1
-        add, back, window = self._add, self.backward, self.window
+        agg: dict[int, float] = {}  # recent item -> its summed weight (an item may recur)
         d = 0
         for h in recent:
             if h == item:
                 continue
             d += 1
-            if d > window:
+            if d > self.window:
                 break
-            if h < 0:
-                continue
-            add(h, item, s / d)
-            if back:
-                add(item, h, back * s / d)
+            if h >= 0:
+                agg[h] = agg.get(h, 0.0) + s / d
+        top = max(item, max(agg, default=-1))
+        if top >= self.n:
+            self._grow(top)
+        self.pop[item] += s
+        self.updates += 1
+        if not agg:
+            return
+        rows = np.fromiter(agg, dtype=np.int64, count=len(agg))
+        w = np.fromiter(agg.values(), dtype=np.float64, count=len(agg)).astype(np.float32)
+        self._add_to_rows(rows, item, w)
+        if self.backward:
+            self._add_to_row(item, rows.astype(np.int32), w * np.float32(self.backward))
 
     def merge(self, other: "ItemRelations") -> None:
         """Add another worker's relations (same item ids) into these, brought to this reference time."""
@@ -134,45 +173,47 @@ class ItemRelations:
             if self.t_ref is None:
                 self.t_ref = other.t_ref
             f = 2.0 ** ((other.t_ref - self.t_ref) / self.half_life_ms)
-        n = len(other.ids)
+        n = other.n
         if n:
             self._grow(n - 1)
         self.pop[:n] += other.pop[:n] * f
         for i in range(n):
-            for j, w in zip(other.ids[i], other.ws[i]):
-                self._add(i, j, w * f)
+            k = int(other.fill[i])
+            if k:
+                self._add_to_row(i, other.nid[i, :k].copy(), other.nw[i, :k] * np.float32(f))
         self.updates += other.updates
 
     # -- reading -------------------------------------------------------------------------------
     def neighbours(self, item: int) -> dict[int, float]:
         """The stored neighbours of ``item`` with their weights (as of ``t_ref``)."""
-        if item < 0 or item >= len(self.ids):
+        if item < 0 or item >= self.n:
             return {}
-        return dict(zip(self.ids[item], self.ws[item]))
+        k = int(self.fill[item])
+        return dict(zip(self.nid[item, :k].tolist(), self.nw[item, :k].tolist()))
 
     def scores(self, recent: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Neighbours of the user's recent items: ``(item indices (sorted), weight, links)``.
 
         ``weight`` sums ``w(h, j) / d`` over the recent items ``h`` (``d`` their position),
-        ``links`` counts the recent items that name ``j``. Vectorised: one concatenation and one
-        ``bincount`` over at most ``window * width`` entries."""
-        rows_i, rows_w = [], []
-        n = len(self.ids)
-        for d, h in enumerate(recent[:self.window], start=1):
-            if h < 0 or h >= n or not self.ids[h]:
-                continue
-            rows_i.append(np.frombuffer(self.ids[h], dtype=np.int32))
-            rows_w.append(np.frombuffer(self.ws[h], dtype=np.float32) / d)
-        if not rows_i:
-            return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)
-        ids = np.concatenate(rows_i)
-        ws = np.concatenate(rows_w).astype(np.float64)
-        uniq, inv = np.unique(ids, return_inverse=True)
+        ``links`` counts the recent items that name ``j``. Vectorised: one gather of the rows,
+        one ``unique`` and two ``bincount`` over at most ``window * width`` entries."""
+        rec = np.asarray(recent[:self.window], dtype=np.int64)
+        d = np.arange(1, len(rec) + 1, dtype=np.float32)
+        ok = (rec >= 0) & (rec < self.n)
+        if not ok.any():
+            return _NO_ROWS, np.zeros(0), np.zeros(0)
+        rec, d = rec[ok], d[ok]
+        ids = self.nid[rec]
+        used = ids >= 0
+        if not used.any():
+            return _NO_ROWS, np.zeros(0), np.zeros(0)
+        ws = (self.nw[rec] / d[:, None])[used].astype(np.float64)
+        uniq, inv = np.unique(ids[used], return_inverse=True)
         return uniq.astype(np.int64), np.bincount(inv, weights=ws), np.bincount(inv).astype(np.float64)
 
     def popularity(self, idx: np.ndarray) -> np.ndarray:
         """Decayed popularity of item indices (0 for -1 or unknown), as of ``t_ref``."""
-        ok = (idx >= 0) & (idx < len(self.pop))
+        ok = (idx >= 0) & (idx < self.n)
         return np.where(ok, self.pop[np.where(ok, idx, 0)], 0.0)
 
     def related(self, recent: list[int], exclude: set[int] | frozenset[int] = frozenset(),
@@ -194,9 +235,10 @@ class ItemRelations:
         if self._refreshed_at >= 0 and self.updates - self._refreshed_at < self.refresh_every:
             return
         self._refreshed_at = self.updates
-        self._max_pop = float(self.pop.max()) if len(self.pop) else 0.0
-        best = top_k(self.pop, 1000)
-        self._popular = best[self.pop[best] > 0]
+        pop = self.pop[:self.n]
+        self._max_pop = float(pop.max()) if len(pop) else 0.0
+        best = top_k(pop, 1000)
+        self._popular = best[pop[best] > 0]
 
     def popular(self, n: int) -> np.ndarray:
         """Indices of the ``n`` most popular items (long half-life; refreshed every ``refresh_every`` updates)."""
@@ -207,11 +249,13 @@ class ItemRelations:
         self._refresh()
         return self._max_pop
 
+    def row_fill(self) -> np.ndarray:
+        """Neighbours held per item (rows in use)."""
+        return self.fill[:self.n]
+
     def nbytes(self) -> int:
-        """Bytes held by the rows (as allocated: arrays over-allocate when they grow), their list
-        slots and the popularity array."""
-        return sum(sys.getsizeof(ids) + sys.getsizeof(ws) for ids, ws in zip(self.ids, self.ws)) \
-            + 8 * len(self.ids) + self.pop.nbytes
+        """Bytes held by the rows, their fill counts and the popularity array, as allocated."""
+        return self.nid.nbytes + self.nw.nbytes + self.fill.nbytes + self.pop.nbytes
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self.n

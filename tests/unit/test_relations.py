@@ -100,15 +100,40 @@ def test_merge_of_two_workers_equals_one_that_saw_everything():
 def test_memory_per_item_is_bounded_by_the_width():
     import tracemalloc
     tracemalloc.start()
-    rel = ItemRelations(half_life_s=0, width=80)
+    rel = ItemRelations(half_life_s=0, width=80, capacity=16)
     rng = random.Random(1)
     for _ in range(20_000):
         rel.update(rng.randrange(500), [rng.randrange(500) for _ in range(20)], 1.0, 0)
     held, _ = tracemalloc.get_traced_memory()  # what building the relations allocated and still holds
     tracemalloc.stop()
-    assert max(len(ids) for ids in rel.ids) == 80 and len(rel) == 500
-    assert held / len(rel) <= 872 + 8 + 40  # a full row as allocated, its list slot, popularity and slack
-    assert rel.nbytes() <= held
+    assert int(rel.row_fill().max()) == 80 and len(rel) == 500
+    # 8 B per slot, 4 B of fill, 8 B of popularity; capacity grows by half: at most 1.5x the rows
+    assert rel.nbytes() <= 1.5 * 500 * (8 * 80 + 4 + 8) + 1024
+    assert held <= rel.nbytes() * 1.1
+
+
+def test_several_newcomers_of_one_event_take_the_lightest_old_slots():
+    rel = ItemRelations(half_life_s=0, width=4, window=5)
+    for j, times in zip(range(1, 5), (5, 4, 3, 2)):
+        for _ in range(times):
+            rel.update(0, [j], 1.0, 0)  # backward: row 0 gets j
+    assert rel.neighbours(0) == {1: 5.0, 2: 4.0, 3: 3.0, 4: 2.0}
+    rel.update(0, [7, 8, 1], 1.0, 0)  # 1 is known (+1/3); 7 and 8 replace the two lightest, 4 and 3
+    assert rel.neighbours(0) == pytest.approx({1: 5 + 1 / 3, 2: 4.0, 7: 1.0, 8: 0.5})
+
+
+def test_an_item_twice_in_the_history_adds_up():
+    rel = ItemRelations(half_life_s=0, window=5)
+    rel.update(9, [3, 4, 3], 1.0, 0)
+    assert rel.neighbours(9) == pytest.approx({3: 1 + 1 / 3, 4: 0.5})
+    assert rel.neighbours(3) == pytest.approx({9: 1 + 1 / 3})
+
+
+def test_the_rows_grow_past_their_first_capacity():
+    rel = ItemRelations(half_life_s=0, capacity=2)
+    rel.update(1000, [5, 2000], 1.0, 0)
+    assert len(rel) == 2001 and rel.neighbours(2000) == {1000: 0.5} and rel.neighbours(1000) == {5: 1.0, 2000: 0.5}
+    assert rel.neighbours(5000) == {} and rel.scores([5000])[0].size == 0
 
 
 def test_popular_items_by_decayed_weight():
