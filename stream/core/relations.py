@@ -196,7 +196,8 @@ class ItemRelations:
 
         ``weight`` sums ``w(h, j) / d`` over the recent items ``h`` (``d`` their position),
         ``links`` counts the recent items that name ``j``. Vectorised: one gather of the rows,
-        one ``unique`` and two ``bincount`` over at most ``window * width`` entries."""
+        then two ``bincount`` over the catalogue when it is small, else one ``unique`` and two
+        ``bincount`` over the at most ``window * width`` entries."""
         rec = np.asarray(recent[:self.window], dtype=np.int64)
         d = np.arange(1, len(rec) + 1, dtype=np.float32)
         ok = (rec >= 0) & (rec < self.n)
@@ -208,7 +209,12 @@ class ItemRelations:
         if not used.any():
             return _NO_ROWS, np.zeros(0), np.zeros(0)
         ws = (self.nw[rec] / d[:, None])[used].astype(np.float64)
-        uniq, inv = np.unique(ids[used], return_inverse=True)
+        ids = ids[used]
+        if self.n <= 8 * len(ids):  # a small catalogue: dense counts beat sorting the entries
+            links = np.bincount(ids, minlength=self.n)
+            uniq = np.flatnonzero(links)
+            return uniq, np.bincount(ids, weights=ws, minlength=self.n)[uniq], links[uniq].astype(np.float64)
+        uniq, inv = np.unique(ids, return_inverse=True)
         return uniq.astype(np.int64), np.bincount(inv, weights=ws), np.bincount(inv).astype(np.float64)
 
     def popularity(self, idx: np.ndarray) -> np.ndarray:
