@@ -22,12 +22,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 # promtool (from Debian's prometheus package) checks the metrics exposition and alert rules in
 # tests, amtool (prometheus-alertmanager) the Alertmanager config, docker-compose (v1) validates
-# docker-compose.yml; install them when we can (root + apt),
+# docker-compose.yml, chromium (headless) loads the `stream dashboard` page; install them when we can (root + apt),
 # otherwise those checks are reported as skipped.
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "setup: installing ${missing[*]} (apt) for the deployment checks" >&2
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}") \

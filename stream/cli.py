@@ -221,6 +221,19 @@ def cmd_top(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.adapters.kafka import read
+    from stream.dashboard import check_broker, serve, topics
+    from stream.serde import SchemaRegistry
+    from stream.stack import bootstrap_servers
+    schema_of = topics(_topology(settings))
+    registry = SchemaRegistry(settings.paths.schemas_dir)
+    bootstrap = bootstrap_servers(settings)
+    check_broker(bootstrap)
+    messages = read(bootstrap, list(schema_of), since_ms=int((time.time() - args.since) * 1000), idle_yield=True)
+    return serve(messages, schema_of, registry.decode, host=args.host, port=args.port, refresh_s=args.refresh)
+
+
 # --- worker and profiles ----------------------------------------------------------------
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -328,6 +341,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds of monitoring records to start from (default 15: three monitor intervals)")
     sp.add_argument("--refresh", type=number(0.2, 60), default=2.0, help="seconds between redraws (default 2)")
     sp.add_argument("--json", action="store_true", help="with --once: the snapshot as JSON")
+
+    sp = add("dashboard", cmd_dashboard, "live web page: stage rates and lag, CTR and loss over time, models, drift, alerts",
+             "Serve a live page (plain SVG charts, no external asset) from the monitoring, alert, drift and "
+             "dead-letter topics: per stage events/s and lag over time, the champion's CTR and log loss per traffic "
+             "slice and its version, the rollout state, each drift statistic against its threshold, the last alerts "
+             "and dead letters. /api/snapshot is the JSON it polls; /healthz. SIGINT/SIGTERM stops it.")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sp.add_argument("--port", type=port, default=8088, help="HTTP port (default 8088, 0 = a free port)")
+    sp.add_argument("--since", type=number(1, 86_400), default=600.0,
+                    help="seconds of records to start from: alerts, dead letters and drift reports of that period "
+                         "(default 600); the charts start when the dashboard does")
+    sp.add_argument("--refresh", type=number(0.2, 60), default=2.0,
+                    help="seconds between points of the charts (default 2); they span up to 30 min (at most 1800 points)")
 
     sp = add("produce", cmd_produce, "produce a synthetic clickstream to clicks.v1")
     sp.add_argument("--events", type=count(1), default=10_000, help="how many events (default 10000)")

@@ -33,6 +33,11 @@ STAGE_ORDER = ("ingest", "profile", "feedback", "score", "learn", "rollout", "dr
 MODEL_METRICS = ("log_loss", "auc", "ctr", "examples")
 
 
+def stage_key(stage: str) -> tuple[int, str]:
+    """Pipeline order, unknown stages last."""
+    return STAGE_ORDER.index(stage) if stage in STAGE_ORDER else 99, stage
+
+
 class Board:
     """The latest monitoring record of each (stage, worker)."""
 
@@ -54,7 +59,7 @@ class Board:
         for r in self.live(now_ms):
             by_stage.setdefault(r["stage"], []).append(r)
         rows = []
-        for stage in sorted(by_stage, key=lambda s: (STAGE_ORDER.index(s) if s in STAGE_ORDER else 99, s)):
+        for stage in sorted(by_stage, key=stage_key):
             rs = by_stage[stage]
             seconds = [max(r.get("interval_s", 0.0), 1e-3) for r in rs]
             ins = sum(r["events_in"] / s for r, s in zip(rs, seconds))
