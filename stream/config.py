@@ -199,6 +199,9 @@ class DriftSettings:
     grace_s: float = 1.0
     #: the first closed windows after start (or after `stream drift reset-reference`) form the reference
     reference_windows: int = 3
+    #: 0: the reference stays the first windows'; N: each quantity's reference trails its last
+    #: N windows that did not drift (stream.core.drift_monitor.DriftConfig.trailing)
+    trailing_windows: int = 0
     min_samples: int = 200
     bins: int = 10
     #: an alarm clears when the statistic falls below threshold * clear (hysteresis)

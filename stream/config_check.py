@@ -26,6 +26,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "drift.clear": (0, 1), "drift.bins": (2, 1000), "drift.window_s": (0.01, 86_400),
     "rollout.window_s": (0.01, 86_400), "profile.cut_interval_s": (0.01, 3600),
     "model.relations_width": (1, 10_000), "model.relations_window": (1, 1000), "profile.last_items": (1, 1000),
+    "drift.trailing_windows": (0, 10_000),
 }
 #: URL schemes redis.url may use (empty: the embedded stack's)
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")

@@ -19,7 +19,7 @@ def drift_config(settings: Settings) -> DriftConfig:
                           f"(known: {', '.join(DEFAULT_THRESHOLDS)})")
     return DriftConfig(window_ms=int(d.window_s * 1000), grace_ms=int(d.grace_s * 1000),
                        reference_windows=d.reference_windows, min_samples=d.min_samples, bins=d.bins,
-                       clear=d.clear, alerting=d.alerting)
+                       clear=d.clear, alerting=d.alerting, trailing=d.trailing_windows)
 
 
 def drift_thresholds(settings: Settings) -> Thresholds:

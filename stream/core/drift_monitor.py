@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import random
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -62,6 +63,11 @@ class DriftConfig:
     max_categories: int = 50
     #: an alarm clears when the value falls below threshold * clear
     clear: float = 0.5
+    #: 0: the reference stays the first windows'. N: after each window, a quantity's reference
+    #: is its last N windows that did not cross a threshold on it (bins stay the first
+    #: reference's): slow evolution of a live stream (a model still learning, a user base
+    #: turning over) is followed, a change is not, and a window that drifted never enters
+    trailing: int = 0
     alerting: tuple[str, ...] = DEFAULT_ALERTING
 
 
@@ -164,6 +170,8 @@ class StageDrift:
         self.make_detectors = detectors
         self.detectors: dict[str, dict] = {}
         self.detections: dict[str, dict[str, int]] = {}
+        #: per quantity (and "events"), its last windows' summaries that did not drift (trailing)
+        self._trail: dict[str, deque] = {}
 
     # -- input ---------------------------------------------------------------------------
     def update(self, record: dict, ts: int) -> bool:
@@ -210,6 +218,7 @@ class StageDrift:
     def reset_reference(self) -> None:
         """Forget the reference (after a deliberate change); the next windows form a new one."""
         self.reference, self._pending, self._late_refs = None, [], {}
+        self._trail = {}
         self.alarms.clear()
         self.detectors.clear()
         self.detections.clear()
@@ -285,11 +294,14 @@ class StageDrift:
         late = self.windows.late - self.late_reported
         self.late_reported = self.windows.late
         reports, alerts = [], []
+        drifted: set[str] = set()
 
         def report(quantity: str, statistic: str, value: float, n: int, ref_n: int, enough: bool | None = None) -> None:
             threshold = self.thresholds.get(self.stage, quantity, statistic)
             if enough is None:
                 enough = n >= self.cfg.min_samples and ref_n >= self.cfg.min_samples
+            if enough and crossed(statistic, value, threshold):
+                drifted.add(quantity)
             calibrated = self.thresholds.calibrated
             alarm = enough and calibrated and crossed(statistic, value, threshold)
             rep = {"stage": self.stage, "quantity": quantity, "statistic": statistic, "value": float(value),
@@ -306,6 +318,8 @@ class StageDrift:
             # few events is what this statistic is about: only the reference needs the samples
             report("events", "rate_change", abs(math.log(max(win.events, 1) / max(ref.mean_events, 1))),
                    win.events, int(ref.mean_events), enough=ref.mean_events >= self.cfg.min_samples)
+        if self.cfg.trailing and "events" not in drifted:
+            self._follow("events", "count", win.events)
         for name, slot in sorted(win.values.items()):
             kind = self.kinds[name]
             if name not in (ref.categorical if kind == CAT else ref.numeric):
@@ -326,12 +340,34 @@ class StageDrift:
             n, ref_n = int(round(sum(q))), int(round(sum(p)))
             for statistic in STATISTICS[kind]:
                 report(name, statistic, _statistic(statistic, p, q), n, ref_n)
+            if self.cfg.trailing and name not in drifted:
+                self._follow(name, kind, slot if kind == CAT else (counts, missing))
         for name, counts in self.detections.items():
             for statistic, hits in counts.items():
                 n = _count(win.values.get(name))
                 report(name, statistic, float(hits), max(n, self.cfg.min_samples), self.cfg.min_samples)
                 counts[statistic] = 0
         return reports, alerts
+
+    def _follow(self, name: str, kind: str, summary: object) -> None:
+        """Trailing reference: ``name``'s reference becomes its last ``trailing`` quiet windows."""
+        trail = self._trail.setdefault(name, deque(maxlen=self.cfg.trailing))
+        trail.append(summary)
+        if len(trail) < self.cfg.trailing:
+            return
+        ref = self.reference
+        if kind == "count":
+            ref.mean_events = sum(trail) / len(trail)
+        elif kind == CAT:
+            merged = CategoricalSummary(self.cfg.max_categories)
+            for c in trail:
+                merged.merge(c)
+            ref.categorical[name] = merged
+        else:
+            edges = ref.numeric[name][0]
+            counts = [sum(col) for col in zip(*(c for c, _ in trail))]
+            missing = sum(m for _, m in trail)
+            ref.numeric[name] = (edges, counts, missing, int(round(sum(counts))))
 
     def _hysteresis(self, rep: dict) -> dict | None:
         key = (rep["quantity"], rep["statistic"])

@@ -76,9 +76,15 @@ def replay_settings(settings: Settings, rows: list[Interaction]) -> Settings:
 
 def run_in_process(rows: list[Interaction], min_rating: float | None, settings: Settings,
                    on_recommendation: Callable[[dict], None], progress: Callable[[int], None] | None = None,
-                   policy: str | None = None, isolated_workers: int = 1, **_: object) -> dict:
+                   policy: str | None = None, isolated_workers: int = 1,
+                   observe: Callable[[str, dict], None] | None = None, **_: object) -> dict:
     """Replay ``rows``; every Recommendation (decoded) goes to ``on_recommendation``.
     Returns the stage counters worth reporting.
+
+    ``observe(topic, record)``, if given, sees what the drift worker would read: each input
+    event (``clicks.v1``), each profile written (``profiles.v1``, every 1,000 events, as a
+    worker writes its changed profiles at each checkpoint), each recommendation and each
+    feedback record, decoded.
 
     ``isolated_workers`` > 1 measures what sharing the item relations is worth: the partitions
     are spread over that many workers, each with retrieval state learned from its own
@@ -106,15 +112,22 @@ def run_in_process(rows: list[Interaction], min_rating: float | None, settings: 
     offsets = [0] * partitions
     for n, ev in enumerate(to_events(rows, min_rating)):
         part = partition_for(ev["user_id"], partitions)
+        if observe is not None:
+            observe("clicks.v1", ev)
         runners[part % len(runners)].process(RawMessage("clicks.v1", part, offsets[part], ev["user_id"].encode(),
                                   registry.encode_click(ev)))
         offsets[part] += 1
         for raw in out.take("recommendations.v1"):
-            on_recommendation(registry.decode("Recommendation", raw))
+            rec = registry.decode("Recommendation", raw)
+            on_recommendation(rec)
+            if observe is not None:
+                observe("recommendations.v1", rec)
         if n % 64 == 0:
             feedback.close_windows()
         for raw in out.take("feedback.v1"):
             fb = registry.decode("Feedback", raw)
+            if observe is not None:
+                observe("feedback.v1", fb)
             learner.learn(fb["features"], fb["label"], fb["rec_id"], fb["variant"], list_size(fb["variant"], m.k))
             since_release += 1
         if since_release >= m.release_every_examples:
@@ -122,7 +135,9 @@ def run_in_process(rows: list[Interaction], min_rating: float | None, settings: 
             since_release = 0
         if n % 1000 == 0:
             out.topics.clear()  # profiles, changelog: nobody reads them here
-            users.flush()
+            for f in users.flush():
+                if observe is not None:
+                    observe("profiles.v1", registry.decode("UserProfile", f.profile_bytes))
             if progress is not None:
                 progress(n)
     gauges = [sc.stats.gauges for sc in scores]

@@ -4,6 +4,7 @@ late events, thresholds (file and calibration), river detectors on the loss."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -321,3 +322,43 @@ def test_upper_tail_calibration_holds_its_false_alarm_rate_and_ignores_the_bulk_
     rate = float((fresh > e["threshold"]).mean())
     assert e["alpha"] / 3 < rate < e["alpha"] * 3, (rate, e)  # the target rate, within a factor 3
     assert e["threshold"] < 2 * e["max"], e  # not a multiple of the largest value seen
+
+
+def _slow_then_sudden(d: StageDrift, rng: random.Random, slow: int, sudden: int) -> list[list[dict]]:
+    """Windows of 500 events whose category mix moves slowly (c1 from 0.6 to ~0.2 over ``slow``
+    windows, then held), then ``sudden`` windows where the category arrives empty; the alarm
+    reports (category psi) of every window after the reference."""
+    out = []
+    for k in range(3 + slow + sudden):
+        s = min(k, 3 + slow) / (3 + slow)
+        w1 = 0.6 - 0.4 * s if k >= 3 else 0.6
+        missing = 1.0 if k >= 3 + slow else 0.0
+        feed(d, clicks(rng, k * 1000, (k + 1) * 1000, weights=(w1, 0.3, 0.7 - w1), category_missing=missing))
+        reports, _ = d.close((k + 1) * 1000)
+        if k >= 3:
+            out.append([r for r in reports if r["quantity"] == "category" and r["statistic"] == "psi"])
+    return out
+
+
+def test_a_trailing_reference_follows_slow_evolution_but_not_a_change_and_keeps_alarming_on_it():
+    th = Thresholds({"psi": 0.2})
+    fixed = _slow_then_sudden(StageDrift("input", input_values, CFG, th), random.Random(4), 30, 6)
+    trailing = _slow_then_sudden(StageDrift("input", input_values, replace(CFG, trailing=3), th),
+                                 random.Random(4), 30, 6)
+    slow_fixed = sum(r[0]["alarm"] for r in fixed[:30])
+    slow_trailing = sum(r[0]["alarm"] for r in trailing[:30])
+    assert slow_fixed >= 10 and slow_trailing == 0  # the fixed reference alarms on the drift of many windows
+    # the break alarms at once and goes on alarming: drifted windows never enter the reference
+    assert all(r[0]["alarm"] for r in trailing[30:]) and all(r[0]["alarm"] for r in fixed[30:])
+
+
+def test_a_trailing_reference_follows_the_event_rate_too():
+    d = StageDrift("input", input_values, replace(CFG, trailing=2), Thresholds({"rate_change": 0.5}))
+    rng, t, rates = random.Random(5), 0, [2] * 3 + [2, 2, 3, 3, 3, 4, 4, 4] + [40]
+    alarmed = []
+    for step in rates:  # the step between events: 500, then 333, 250 events per window; then 25
+        feed(d, clicks(rng, t, t + 1000, step=step))
+        t += 1000
+        reports, _ = d.close(t)
+        alarmed += [r["alarm"] for r in reports if r["quantity"] == "events"]
+    assert alarmed == [False] * 8 + [True]
