@@ -270,7 +270,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 # --- config ------------------------------------------------------------------------------
 
-SECRET_FIELDS = ("pseudonymise_key", "hmac_key")
+SECRET_FIELDS = ("pseudonymise_key", "hmac_key", "sasl_password")
 
 
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
@@ -410,6 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.load(args.config)
         log.configure(args.log_level or settings.faust.log_level)
+        if settings.kafka.bootstrap_servers:  # an external cluster (the embedded broker is PLAINTEXT)
+            from stream.adapters.kafka import use_security
+            use_security(settings.kafka)
         return args.handler(args, settings)
     except StreamError as exc:
         print(f"stream: error: {exc}", file=sys.stderr)

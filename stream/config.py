@@ -47,6 +47,17 @@ class KafkaSettings:
     client_id: str = "stream"
     #: a worker whose broker has not answered for this long exits 70 with the remedy
     outage_limit_s: float = 30.0
+    #: PLAINTEXT (the embedded broker) | SSL | SASL_PLAINTEXT | SASL_SSL, for every client
+    security_protocol: str = "PLAINTEXT"
+    #: with SASL_*: PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512, and the user and password
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = ""
+    #: with SSL / SASL_SSL: the CA bundle that signed the brokers' certificates (empty: the
+    #: system's), and a client certificate and key for mutual TLS (both or neither)
+    ssl_ca_file: str = ""
+    ssl_cert_file: str = ""
+    ssl_key_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -162,6 +173,11 @@ class ModelSettings:
     relations_width: int = 80
     relations_window: int = 20
     relations_half_life_s: float = 30 * 86400.0
+    #: interactions folded into the relations together (one vectorised pass, ~5x cheaper per
+    #: event than one by one), at most relations_stale_s after the first of them was seen
+    #: by a read (1: each at once)
+    relations_batch: int = 64
+    relations_stale_s: float = 0.1
     #: publish this scorer's interactions on relations.v1 and fold every other scorer's (the
     #: relations then do not depend on how partitions are spread over workers)
     share_relations: bool = True

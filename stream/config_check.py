@@ -4,6 +4,7 @@ worker would refuse): choices, ranges, no negative or non-finite number, URLs.""
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from stream.errors import ConfigError
@@ -16,6 +17,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "faust.log_level": ("debug", "info", "warning", "error", "critical"),
     "deploy.mode": ("development", "production"),
     "rollout.automation": ("auto", "manual"),
+    "kafka.security_protocol": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    "kafka.sasl_mechanism": ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
 }
 #: ``section.field`` -> inclusive (low, high) bounds
 RANGES: dict[str, tuple[float, float]] = {
@@ -26,7 +29,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "drift.clear": (0, 1), "drift.bins": (2, 1000), "drift.window_s": (0.01, 86_400),
     "rollout.window_s": (0.01, 86_400), "profile.cut_interval_s": (0.01, 3600),
     "model.relations_width": (1, 10_000), "model.relations_window": (1, 1000), "profile.last_items": (1, 1000),
-    "drift.trailing_windows": (0, 10_000),
+    "drift.trailing_windows": (0, 10_000), "model.relations_batch": (1, 100_000),
+    "model.relations_stale_s": (0, 3600),
 }
 #: URL schemes redis.url may use (empty: the embedded stack's)
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -65,6 +69,16 @@ def check(settings: Any) -> None:
     url = settings.redis.url
     if url and not url.startswith(REDIS_SCHEMES):
         raise ConfigError(f"setting redis.url: {redact_url(url)!r} is not a Redis URL ({', '.join(REDIS_SCHEMES)}...)")
+    k = settings.kafka
+    if k.security_protocol.startswith("SASL_") and not (k.sasl_username and k.sasl_password):
+        raise ConfigError(f"setting kafka.security_protocol {k.security_protocol}: set kafka.sasl_username and "
+                          "kafka.sasl_password (STREAM_KAFKA_SASL_USERNAME, STREAM_KAFKA_SASL_PASSWORD)")
+    if bool(k.ssl_cert_file) != bool(k.ssl_key_file):
+        raise ConfigError("settings kafka.ssl_cert_file and kafka.ssl_key_file: give both (mutual TLS) or neither")
+    for name in ("ssl_ca_file", "ssl_cert_file", "ssl_key_file"):
+        path = getattr(k, name)
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"setting kafka.{name}: no such file {path!r}")
     for server in filter(None, settings.kafka.bootstrap_servers.split(",")):
         host, _, port = server.strip().rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) <= 65535:

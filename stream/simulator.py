@@ -24,6 +24,7 @@ from typing import Callable
 
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
+from stream.adapters.kafka import client_conf
 from stream.adapters.output import Output
 from stream.partitioning import partition_for
 from stream.serde import SchemaRegistry
@@ -76,8 +77,8 @@ class ClosedLoop:
         self.rng = random.Random(seed)
         self.reg = registry or SchemaRegistry.default()
         self.out = Output(bootstrap, linger_ms=5, client_id="simulator")
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"simulator-{seed}",
-                                  "enable.auto.commit": False})
+        self.consumer = Consumer(client_conf(bootstrap, **{"group.id": f"simulator-{seed}",
+                                  "enable.auto.commit": False}))
         self.consumer.assign([TopicPartition("recommendations.v1", p, OFFSET_END) for p in range(partitions)])
         self.report = SimReport()
         if self.wl.tastes:

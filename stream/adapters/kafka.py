@@ -21,9 +21,48 @@ from stream.topology import Topic, Topology
 #: error callback or an error message, logged rate-limited there), not stderr line by line
 QUIET = {"log_level": 2, "log.connection.close": False}
 
+#: librdkafka security settings every client of this process uses (:func:`use_security`)
+_SECURITY: dict[str, str] = {}
+
+
+def security_conf(k) -> dict[str, str]:  # noqa: ANN001 - stream.config.KafkaSettings
+    """The librdkafka settings of ``kafka.security_protocol`` and its credentials.
+
+    >>> from stream.config import KafkaSettings
+    >>> sorted(security_conf(KafkaSettings()).items())
+    []
+    >>> c = security_conf(KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+    ...                                 sasl_username="stream", sasl_password="pw", ssl_ca_file="/ca.pem"))
+    >>> c["security.protocol"], c["sasl.mechanisms"], c["sasl.username"], c["ssl.ca.location"]
+    ('SASL_SSL', 'SCRAM-SHA-512', 'stream', '/ca.pem')
+    """
+    if k.security_protocol == "PLAINTEXT":
+        return {}
+    conf = {"security.protocol": k.security_protocol}
+    if k.security_protocol.startswith("SASL_"):
+        conf.update({"sasl.mechanisms": k.sasl_mechanism, "sasl.username": k.sasl_username,
+                     "sasl.password": k.sasl_password})
+    if k.security_protocol.endswith("SSL"):
+        for key, path in (("ssl.ca.location", k.ssl_ca_file), ("ssl.certificate.location", k.ssl_cert_file),
+                          ("ssl.key.location", k.ssl_key_file)):
+            if path:
+                conf[key] = path
+    return conf
+
+
+def use_security(k) -> None:  # noqa: ANN001 - stream.config.KafkaSettings
+    """Every Kafka client this process makes from now on connects with ``k``'s security settings."""
+    _SECURITY.clear()
+    _SECURITY.update(security_conf(k))
+
+
+def client_conf(bootstrap: str, **conf: object) -> dict:
+    """A librdkafka configuration: the bootstrap servers, this process's security settings, ``conf``."""
+    return {"bootstrap.servers": bootstrap, **_SECURITY, **conf}
+
 
 def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return AdminClient(client_conf(bootstrap))
 
 
 def existing_topics(bootstrap: str, timeout: float = 10.0) -> dict[str, int]:
@@ -91,8 +130,8 @@ def ensure_topology(bootstrap: str, topology: Topology) -> list[CreateResult]:
 
 
 def producer(bootstrap: str, **overrides: object) -> Producer:
-    conf = {"bootstrap.servers": bootstrap, "linger.ms": 5, "batch.num.messages": 10000,
-            "queue.buffering.max.messages": 1_000_000, "enable.idempotence": False}
+    conf = client_conf(bootstrap, **{"linger.ms": 5, "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 1_000_000, "enable.idempotence": False})
     conf.update(overrides)
     return Producer(conf)
 
@@ -138,8 +177,8 @@ def read(bootstrap: str, topic: str | list[str], *, from_beginning: bool = True,
     value); otherwise follows the topics. With ``idle_yield`` a poll that found nothing yields
     None (a live view redraws then, records or not).
     """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stream-tail", "enable.auto.commit": False,
-                         "enable.partition.eof": False, "fetch.wait.max.ms": 100})
+    consumer = Consumer(client_conf(bootstrap, **{"group.id": "stream-tail", "enable.auto.commit": False,
+                         "enable.partition.eof": False, "fetch.wait.max.ms": 100}))
     try:
         topics = [topic] if isinstance(topic, str) else list(topic)
         counts = {name: partitions if partitions is not None else len(_partitions(consumer, name))
@@ -196,9 +235,9 @@ def log_ends(bootstrap: str, reported: dict[tuple[str, int], int], timeout: floa
     todo = {tp: end for tp, end in reported.items() if end > 0}
     if not todo:
         return ends
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stream-log-ends", "enable.auto.commit": False,
+    consumer = Consumer(client_conf(bootstrap, **{"group.id": "stream-log-ends", "enable.auto.commit": False,
                          "enable.partition.eof": True, "fetch.wait.max.ms": 10, "auto.offset.reset": "latest",
-                         **QUIET})
+                         **QUIET}))
     try:
         consumer.assign([TopicPartition(t, p, end - 1) for (t, p), end in todo.items()])
         deadline = time.monotonic() + timeout
@@ -232,8 +271,8 @@ class Answers:
     """
 
     def __init__(self, bootstrap: str, topic: str, timeout: float = 10.0) -> None:
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stream-answers",
-                                  "enable.auto.commit": False, "fetch.wait.max.ms": 50, **QUIET})
+        self.consumer = Consumer(client_conf(bootstrap, **{"group.id": "stream-answers",
+                                  "enable.auto.commit": False, "fetch.wait.max.ms": 50, **QUIET}))
         try:
             tps = []
             for p in _partitions(self.consumer, topic, timeout):

@@ -15,7 +15,7 @@ from typing import Mapping
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from stream.adapters.kafka import QUIET
+from stream.adapters.kafka import QUIET, client_conf
 from stream.errors import BrokerError
 from stream.log import event
 
@@ -26,13 +26,12 @@ class Output:
     """``produce()`` never blocks for long; ``flush()`` waits for every delivery or raises."""
 
     def __init__(self, bootstrap: str, *, linger_ms: float = 5.0, client_id: str = "stream") -> None:
-        self._producer = Producer({
-            "bootstrap.servers": bootstrap, "client.id": client_id, "linger.ms": linger_ms,
+        self._producer = Producer(client_conf(bootstrap, **{"client.id": client_id, "linger.ms": linger_ms,
             "batch.num.messages": 10_000, "queue.buffering.max.messages": 2_000_000,
             "queue.buffering.max.kbytes": 1_048_576, "enable.idempotence": False, "acks": "all",
             # connection errors reach error_cb (logged below, rate-limited); librdkafka's own
             # stderr lines for them (one per retry) are left out
-            "error_cb": self._on_error, **QUIET})
+            "error_cb": self._on_error, **QUIET}))
         self.bootstrap = bootstrap
         #: since when no broker has answered (None: connected, or never failed)
         self.broker_down_since: float | None = None

@@ -39,7 +39,7 @@ from typing import Any, Callable
 import faust
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
-from stream.adapters.kafka import QUIET
+from stream.adapters.kafka import QUIET, client_conf
 from stream.log import event
 from stream.runner import NO_HEADERS, RawMessage
 
@@ -83,16 +83,15 @@ class NativeSource:
         self.app, self.topic, self.handler = app, topic, handler
         self.idle_s, self.batch, self.turn_s = idle_s, batch, turn_s
         self._held: list = []  # fetched, not yet handed over (the last turn ran out of time)
-        self.config = {
-            "bootstrap.servers": bootstrap,
-            # never joined and never committed to: assign() only; Faust's group owns the offsets
+        # never joined and never committed to: assign() only; Faust's group owns the offsets
+        self.config = client_conf(bootstrap, **{
             "group.id": f"{app.conf.id}.native-reader",
             "enable.auto.commit": False, "enable.auto.offset.store": False, "enable.partition.eof": False,
             "fetch.wait.max.ms": fetch_wait_ms, "fetch.min.bytes": 1,
             "queued.max.messages.kbytes": 16384,  # prefetch at most 16 MB (librdkafka's default: 64 MB)
             "client.id": f"{app.conf.id}-native",
             **QUIET,  # connection errors come back from consume() (logged there, rate-limited)
-        }
+        })
         self._errors = 0
         self._factory = consumer_factory
         self._consumer: Any = None

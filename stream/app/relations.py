@@ -21,7 +21,7 @@ import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from stream.adapters.kafka import QUIET
+from stream.adapters.kafka import QUIET, client_conf
 from stream.adapters.output import Output
 from stream.errors import BrokerError, SerdeError
 from stream.log import event
@@ -70,9 +70,9 @@ class RelationFollower:
     def __init__(self, bootstrap: str, registry: SchemaRegistry, retrieval: Retrieval, origin: str,
                  stats: StageStats, topic: str = "relations.v1", partitions: int = 1) -> None:
         self.registry, self.retrieval, self.origin, self.stats, self.topic = registry, retrieval, origin, stats, topic
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"stream-relations-{origin}",
+        self.consumer = Consumer(client_conf(bootstrap, **{"group.id": f"stream-relations-{origin}",
                                   "enable.auto.commit": False, "enable.partition.eof": False,
-                                  "fetch.wait.max.ms": 50, **QUIET})
+                                  "fetch.wait.max.ms": 50, **QUIET}))
         self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         self.folded = self.skipped = 0
         self._own = origin.encode()

@@ -16,6 +16,7 @@ import asyncio
 import gc
 import logging
 import os
+import ssl
 import sys
 import time
 from dataclasses import dataclass, field
@@ -135,6 +136,22 @@ async def decoded(w: Worker, stream: faust.StreamT, schema: str):  # noqa: ANN20
             event(log, "undecodable", logging.WARNING, schema=schema, error=str(exc))
 
 
+def broker_credentials(k) -> object | None:  # noqa: ANN001 - stream.config.KafkaSettings
+    """Faust's (aiokafka's) credentials for ``kafka.security_protocol``; None for PLAINTEXT or the
+    embedded broker (no bootstrap servers set)."""
+    if k.security_protocol == "PLAINTEXT" or not k.bootstrap_servers:
+        return None
+    ctx = None
+    if k.security_protocol.endswith("SSL"):
+        ctx = ssl.create_default_context(cafile=k.ssl_ca_file or None)
+        if k.ssl_cert_file:
+            ctx.load_cert_chain(k.ssl_cert_file, k.ssl_key_file)
+    if k.security_protocol.startswith("SASL_"):
+        return faust.SASLCredentials(username=k.sasl_username, password=k.sasl_password, mechanism=k.sasl_mechanism,
+                                     ssl_context=ctx)
+    return faust.SSLCredentials(ctx)
+
+
 def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str | None = None) -> Worker:
     """Build the Faust app and wire the stages (nothing runs until the worker starts)."""
     unknown = set(stages) - set(STAGES)
@@ -172,7 +189,8 @@ def build(settings: Settings, stages: tuple[str, ...] = STAGES, worker_id: str |
         web_enabled=f.web_enabled, web_port=f.web_port, web_bind=f.web_bind, datadir=datadir,
         topic_partitions=clicks.partitions, key_serializer="raw", value_serializer="raw",
         table_cleanup_interval=3600.0, stream_wait_empty=False, worker_redirect_stdouts=False,
-        consumer_auto_offset_reset="latest" if "drift" in stages else "earliest")
+        consumer_auto_offset_reset="latest" if "drift" in stages else "earliest",
+        broker_credentials=broker_credentials(settings.kafka))
     out = Output(settings.kafka.bootstrap_servers, linger_ms=f.producer_linger_ms, client_id=f"stream-{worker_id}")
     if not side_only:
         table = app.Table(table_decl.name, partitions=table_decl.partitions, key_type=bytes, value_type=bytes)

@@ -166,6 +166,105 @@ class ItemRelations:
         if self.backward:
             self._add_to_row(item, rows.astype(np.int32), w * np.float32(self.backward))
 
+    def update_many(self, events: list[tuple[int, list[int], float, int]]) -> None:
+        """Fold several interactions ``(item, recent, weight, ts)`` at once, in a fixed number of
+        vectorised operations over all their pairs: the result of :meth:`update` one by one,
+        except that a full row's newcomers of the batch take that many of its lightest entries
+        from before the batch (the heaviest newcomers first; they do not evict each other)."""
+        if self.half_life_ms and self.t_ref is not None and events and \
+                (max(e[3] for e in events) - self.t_ref) / self.half_life_ms > 60:
+            for e in events:  # a rebase due inside the batch: one by one
+                self.update(*e)
+            return
+        items, scale, flat, lengths = [], [], [], []
+        for item, recent, weight, ts in events:
+            if item < 0 or weight <= 0:
+                continue
+            items.append(item)
+            scale.append(weight * self._scale(ts))
+            recent = recent[:self.window + 1]  # the window, and one more in case the item is among them
+            flat.extend(recent)
+            lengths.append(len(recent))
+        if not items:
+            return
+        item_a, s = np.array(items, dtype=np.int64), np.array(scale)
+        h = np.array(flat, dtype=np.int64)
+        top = max(int(item_a.max()), int(h.max()) if len(h) else -1)
+        if top >= self.n:
+            self._grow(top)
+        self.updates += len(items)
+        np.add.at(self.pop, item_a, s)
+        if not len(h):
+            return
+        # per pair: its event, and the position d of h among the event's recent items other than the item
+        lens = np.array(lengths, dtype=np.int64)
+        ev = np.repeat(np.arange(len(items)), lens)
+        other = h != item_a[ev]
+        ends = np.cumsum(other)
+        nz = lens > 0
+        first = (np.cumsum(lens) - lens)[nz]  # each non-empty event's first pair
+        d = ends - np.repeat(ends[first] - other[first], lens[nz])
+        ok = other & (d <= self.window) & (h >= 0)
+        h, ev, d = h[ok], ev[ok], d[ok]
+        x = s[ev] / d
+        j = item_a[ev]
+        if self.backward:
+            self._add_pairs(np.concatenate([h, j]), np.concatenate([j, h]), np.concatenate([x, self.backward * x]))
+        else:
+            self._add_pairs(h, j, x)
+
+    def _add_pairs(self, rows: np.ndarray, cols: np.ndarray, w: np.ndarray) -> None:
+        """Add weight ``w[k]`` to neighbour ``cols[k]`` of row ``rows[k]`` (pairs may repeat)."""
+        n = self.n
+        keys, inv = np.unique(rows * n + cols, return_inverse=True)
+        w = np.bincount(inv, weights=w).astype(np.float32)
+        rows, cols = keys // n, (keys % n).astype(np.int32)
+        hit = self.nid[rows] == cols[:, None]
+        found = hit.any(axis=1)
+        if found.any():
+            self.nw[rows[found], hit[found].argmax(axis=1)] += w[found]
+            new = ~found
+            rows, cols, w = rows[new], cols[new], w[new]
+        if not len(rows):
+            return
+        order = np.lexsort((-w, rows))  # by row, the heaviest newcomer first
+        rows, cols, w = rows[order], cols[order], w[order]
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        counts = np.diff(np.r_[starts, len(rows)])
+        rank = np.arange(len(rows)) - np.repeat(starts, counts)
+        before = self.fill[rows]
+        slot = before + rank
+        room = slot < self.width
+        self.nid[rows[room], slot[room]] = cols[room]
+        self.nw[rows[room], slot[room]] = w[room]
+        first = rows[starts]
+        self.fill[first] = np.minimum(self.fill[first] + counts, self.width)
+        if room.all():
+            return
+        # a full row: its remaining newcomers take its lightest entries from before the batch
+        o = ~room
+        rows, cols, w, k, before = rows[o], cols[o], w[o], slot[o] - self.width, before[o]
+        keep = k < before  # more newcomers than old entries: the lightest newcomers stay out
+        rows, cols, w, k, before = rows[keep], cols[keep], w[keep], k[keep], before[keep]
+        if not len(rows):
+            return
+        uniq, g = np.unique(rows, return_inverse=True)
+        held = np.zeros(len(uniq), dtype=np.int64)
+        held[g] = before  # entries each row held before the batch (this batch's newcomers follow them)
+        old = self.nw[uniq].copy()
+        old[np.arange(self.width)[None, :] >= held[:, None]] = np.inf
+        pos = np.argmin(old, axis=1)[g]  # one newcomer per row (the common case): its lightest entry
+        several = np.bincount(g)[g] > 1
+        if several.any():  # rows with several: the kk + 1 lightest of each, in order
+            multi, gm = np.unique(g[several], return_inverse=True)
+            kk = int(k[several].max())
+            sub = old[multi]
+            part = np.argpartition(sub, kk, axis=1)[:, :kk + 1]
+            lightest = np.take_along_axis(part, np.argsort(np.take_along_axis(sub, part, 1), axis=1, kind="stable"), 1)
+            pos[several] = lightest[gm, k[several]]
+        self.nid[rows, pos] = cols
+        self.nw[rows, pos] = w
+
     def merge(self, other: "ItemRelations") -> None:
         """Add another worker's relations (same item ids) into these, brought to this reference time."""
         f = 1.0

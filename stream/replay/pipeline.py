@@ -24,7 +24,7 @@ from typing import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from stream.adapters.kafka import ensure_topology, producer
+from stream.adapters.kafka import client_conf, ensure_topology, producer
 from stream.config import Settings
 from stream.errors import BrokerError, StreamError
 from stream.log import event
@@ -115,8 +115,8 @@ def run_pipeline(rows: list[Interaction], min_rating: float | None, settings: Se
         event(log, "replay_workers_ready", scorers=",".join(str(w[0].pid) for w in scorers),
               learner_pid=learner.pid, log=str(log_path), broker=bootstrap)
         registry = SchemaRegistry(settings.paths.schemas_dir)
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stream-replay", "enable.auto.commit": False,
-                             "fetch.wait.max.ms": 20})
+        consumer = Consumer(client_conf(bootstrap, **{"group.id": "stream-replay", "enable.auto.commit": False,
+                             "fetch.wait.max.ms": 20}))
         rec_parts = topology.topic("recommendations.v1").partitions
         consumer.assign([TopicPartition("recommendations.v1", p, OFFSET_BEGINNING) for p in range(rec_parts)])
         prod = producer(bootstrap, **{"linger.ms": 2})

@@ -73,13 +73,18 @@ class Retrieval:
     """What every scorer of a worker shares: catalog, item relations, the re-consumption tracker."""
 
     def __init__(self, catalog: Catalog, relations: ItemRelations, reconsumption: Reconsumption | None = None,
-                 remember: int = 2_000) -> None:
+                 remember: int = 2_000, batch: int = 1, stale_s: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.catalog, self.relations = catalog, relations
         self.reconsumption = reconsumption or Reconsumption()
         #: the candidates of the latest list per user, while the user's profile has not changed:
         #: a click right after a request is judged (recall) and learned from on what was served
         self.served: dict[str, tuple[int, Candidates]] = {}
         self.remember = remember
+        #: interactions waiting to be folded into the relations together (see :meth:`settle`)
+        self.batch, self.stale_s, self.clock = batch, stale_s, clock
+        self.pending: list[tuple[int, list[int], float, int]] = []
+        self._pending_since = 0.0
 
     def remember_served(self, user: str, version: int, cands: Candidates) -> None:
         served = self.served
@@ -93,16 +98,34 @@ class Retrieval:
         hit = self.served.pop(user, None)
         if hit is not None and hit[0] == profile["version"]:
             return hit[1]
+        self.settle()
         return candidates(profile, self.catalog, self.relations, cfg, mask)
 
     def fold(self, item: str, category: str | None, event_type: str, recent: list[str], ts: int) -> None:
-        """One interaction (ours or, through the relation topic, another worker's)."""
+        """One interaction (ours or, through the relation topic, another worker's): the catalog
+        counts it at once; the relations fold it with the next ``batch`` - 1 (:meth:`settle`)."""
         catalog = self.catalog
         i = catalog.update(item, category, event_type, ts)
-        if i >= 0:
-            get = catalog.index.get
-            self.relations.update(i, [get(h, -1) for h in recent[:self.relations.window + 1]],
-                                  TYPE_WEIGHT.get(event_type, 0.0), ts)
+        if i < 0:
+            return
+        get = catalog.index.get
+        ev = (i, [get(h, -1) for h in recent[:self.relations.window + 1]], TYPE_WEIGHT.get(event_type, 0.0), ts)
+        if self.batch <= 1:
+            self.relations.update(*ev)
+            return
+        if not self.pending:
+            self._pending_since = self.clock()
+        self.pending.append(ev)
+        if len(self.pending) >= self.batch:
+            self.settle(force=True)
+
+    def settle(self, force: bool = False) -> None:
+        """Fold the waiting interactions into the relations: when ``batch`` of them wait, or at a
+        read once the first has waited ``stale_s`` (a read sees the relations at most that old,
+        as it sees other workers' interactions a little late)."""
+        if self.pending and (force or self.clock() - self._pending_since >= self.stale_s):
+            self.relations.update_many(self.pending)
+            self.pending = []
 
 
 class RetrieveStage:
@@ -265,6 +288,7 @@ class ScoreStage:
         mask = ret.reconsumption.mask(self.cfg.reconsume)
         if profile is None:  # a request from a user with no event yet: the popular items
             profile = {"last_items": [], "affinity": {}, "version": 0, "consumed": b""}
+        ret.settle()
         items, user, cands = recommend(profile, ret.catalog, ret.relations, scorer, self.cfg, mask=mask)
         if variant != "shadow":
             ret.remember_served(ev["user_id"], profile["version"], cands)
@@ -299,7 +323,8 @@ def scoring_stages(m, users: UserStates, out: Output, registry: SchemaRegistry, 
     slot = slot or ModelSlot(m.name, export(new_model(m.learning_rate), version=0))
     feedback = feedback or FeedbackStage(FeedbackJoin(window_ms=int(m.attribution_window_s * 1000)), out, registry)
     relations = ItemRelations(width=m.relations_width, window=m.relations_window, half_life_s=m.relations_half_life_s)
-    retrieval = Retrieval(Catalog(m.catalog_half_life_s), relations)
+    retrieval = Retrieval(Catalog(m.catalog_half_life_s), relations, batch=m.relations_batch,
+                          stale_s=m.relations_stale_s)
     score = ScoreStage(cfg, m.request_types, users, retrieval, slot, feedback.join, feedback, out, registry,
                        join_served=m.served_feedback)
     retrieve = RetrieveStage(cfg, users, retrieval, slot, score.stats, out, registry,

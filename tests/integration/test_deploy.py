@@ -52,7 +52,7 @@ def test_docker_compose_file_is_valid():
     res = run(compose, "-f", "docker-compose.yml", "config", "--services")
     assert res.returncode != 0 and "set STREAM_" in res.stderr  # the secrets are required
     secrets = {"STREAM_MODEL_HMAC_KEY": "h" * 40, "STREAM_INGEST_PSEUDONYMISE_KEY": "p" * 40,
-               "STREAM_REDIS_PASSWORD": "r" * 24}
+               "STREAM_REDIS_PASSWORD": "r" * 24, "STREAM_KAFKA_SASL_PASSWORD": "k" * 24}
     for missing in secrets:  # each one is required
         res = run(compose, "-f", "docker-compose.yml", "config", "--services",
                   env={k: v for k, v in secrets.items() if k != missing})
@@ -76,6 +76,15 @@ def test_docker_compose_file_is_valid():
     assert all(services[s].get("healthcheck") for s in ("kafka", "redis", "prometheus", "alertmanager", "grafana"))
     assert "--requirepass" in services["redis"]["command"]
     assert services["worker"]["environment"]["STREAM_REDIS_URL"] == f"redis://:{'r' * 24}@redis:6379/0"
+    # Kafka: clients authenticate with SASL; the broker's client listener requires it
+    kafka_env = services["kafka"]["environment"]
+    assert "CLIENT:SASL_PLAINTEXT" in kafka_env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+    assert f'user_stream="{"k" * 24}"' in kafka_env["KAFKA_LISTENER_NAME_CLIENT_PLAIN_SASL_JAAS_CONFIG"]
+    for name, svc in services.items():
+        env = svc.get("environment") or {}
+        if env.get("STREAM_KAFKA_BOOTSTRAP_SERVERS"):  # every stream service
+            assert env["STREAM_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT", name
+            assert env["STREAM_KAFKA_SASL_PASSWORD"] == "k" * 24, name
 
 
 def test_prometheus_scrapes_every_stream_service_and_sends_to_alertmanager():

@@ -143,3 +143,62 @@ def test_popular_items_by_decayed_weight():
         for _ in range(n):
             rel.update(item, [], 1.0, 0)
     assert list(rel.popular(2)) == [3, 1] and rel.max_pop() == 5.0
+
+
+def _random_events(rng, n_items, n, window=20):
+    events, ts = [], 0
+    histories: dict[int, list[int]] = {}
+    for _ in range(n):
+        u = rng.randrange(50)
+        recent = histories.setdefault(u, [])
+        item = rng.randrange(n_items)
+        ts += rng.randrange(0, 3_600_000)
+        events.append((item, list(recent), rng.choice([1.0, 2.0, 5.0]), ts))
+        recent.insert(0, item)
+        del recent[window:]
+    return events
+
+
+def test_a_batch_equals_one_by_one_while_no_row_is_full():
+    rng = random.Random(11)
+    events = _random_events(rng, 60, 3000)
+    one, many = (ItemRelations(width=100, window=20, half_life_s=86_400) for _ in range(2))
+    for e in events:
+        one.update(*e)
+    for k in range(0, len(events), 37):
+        many.update_many(events[k:k + 37])
+    assert int(one.row_fill().max()) < 100 and len(one) == len(many) and one.t_ref == many.t_ref
+    for i in range(len(one)):
+        assert many.neighbours(i) == pytest.approx(one.neighbours(i), rel=1e-4)
+    assert np.allclose(many.pop[:len(many)], one.pop[:len(one)])
+
+
+def test_a_batch_into_full_rows_keeps_the_bound_and_the_heavy_neighbours():
+    rel = ItemRelations(half_life_s=0, width=4, window=1)
+    for j, times in zip(range(1, 5), (5, 4, 3, 2)):
+        for _ in range(times):
+            rel.update(j, [0], 1.0, 0)
+    # one batch: 1 again (+1), three newcomers to row 0 with weights 3, 1, 1 (7 twice, 8, 9)
+    rel.update_many([(1, [0], 1.0, 0), (7, [0], 2.0, 0), (7, [0], 1.0, 0), (8, [0], 1.0, 0), (9, [0], 1.0, 0)])
+    # the three take the three lightest entries from before the batch (4, 3, 2); 1 stays
+    assert rel.neighbours(0) == {1: 6.0, 7: 3.0, 8: 1.0, 9: 1.0}
+    rng = random.Random(12)
+    events = _random_events(rng, 400, 4000)
+    big = ItemRelations(half_life_s=0, width=8, window=20)
+    for k in range(0, len(events), 64):
+        big.update_many(events[k:k + 64])
+    fill = big.row_fill()
+    assert int(fill.max()) == 8 and (big.nid[:len(big)][:, :8][np.arange(8)[None, :] < fill[:, None]] >= 0).all()
+    for i in range(len(big)):  # never a neighbour twice, never the item itself
+        ids = big.nid[i, :fill[i]].tolist()
+        assert len(set(ids)) == len(ids) and i not in ids
+
+
+def test_a_batch_handles_empty_histories_unknown_items_and_the_item_in_its_own_history():
+    events = [(0, [], 1.0, 0), (1, [0], 1.0, 0), (2, [2, -1, 1, 0], 1.0, 0), (-1, [0], 1.0, 0), (3, [], 1.0, 0)]
+    one, many = ItemRelations(half_life_s=0, window=2), ItemRelations(half_life_s=0, window=2)
+    for e in events:
+        one.update(*e)
+    many.update_many(events)
+    assert [many.neighbours(i) for i in range(4)] == [one.neighbours(i) for i in range(4)]
+    assert many.neighbours(2) == {1: 0.5} and list(many.pop[:4]) == [1.0, 1.0, 1.0, 1.0]  # -1 at d=1, 1 at d=2

@@ -60,3 +60,21 @@ def test_organic_negatives_are_distinct_other_candidates_drawn_uniformly():
     assert set(seen) == set(range(10)) - {3}
     assert max(seen.values()) / min(seen.values()) < 1.15  # each other candidate ~16,000 / 9 times
     assert RetrieveStage._negatives(stage, 3, 0) in ([1, 2], [2, 1]) and RetrieveStage._negatives(stage, 1, 0) == []
+
+
+def test_relations_fold_in_batches_at_a_bounded_staleness():
+    from stream.core.relations import ItemRelations
+    from stream.stages.score import Retrieval
+    now = [0.0]
+    ret = Retrieval(Catalog(), ItemRelations(half_life_s=0), batch=4, stale_s=0.1, clock=lambda: now[0])
+    ret.fold("a", None, "view", [], 1)
+    ret.fold("b", None, "view", ["a"], 2)
+    assert ret.catalog.index == {"a": 0, "b": 1} and ret.relations.neighbours(0) == {}  # counted, not folded yet
+    ret.settle()
+    assert ret.relations.neighbours(0) == {}  # a read within stale_s sees the relations as they were
+    now[0] = 0.2
+    ret.settle()
+    assert ret.relations.neighbours(0) == {1: 1.0} and ret.pending == []
+    for k, item in enumerate("cdef"):  # a full batch folds at once, whatever the clock
+        ret.fold(item, None, "view", ["b"], 3 + k)
+    assert ret.pending == [] and set(ret.relations.neighbours(1)) == {0, 2, 3, 4, 5}
