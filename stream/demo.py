@@ -8,9 +8,12 @@
 4. run the closed-loop simulator: users with item-level tastes ask for recommendations
    and click the items they like; the model learns from that feedback and is released
    and hot-swapped;
+   Half-way (runs of 40 s or more), the drift thresholds are calibrated on the drift reports
+   so far (a stationary stream: `stream drift calibrate`'s code) and the drift worker is
+   restarted with them; its alarms from then on are false alarms;
 5. print events, recommendations, CTR over time against the CTR of a random list, of
    the most popular items and of each user's ideal list (the oracle),
-   model versions released, rejected records; stop what it started.
+   model versions released, rejected records, drift alarms; stop what it started.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +29,7 @@ from pathlib import Path
 from stream.adapters.kafka import ensure_topology, producer, read
 from stream.adapters.registry import ModelRegistry
 from stream.config import Settings
+from stream.core.drift import calibrate
 from stream.errors import StreamError
 from stream.loadgen import produce_workload
 from stream.monitor import events_sample, sample_value, scrape
@@ -42,6 +47,51 @@ class DemoOptions:
     users: int = 500
     warmup_events: int = 20_000
     keep: bool = False
+    #: the demo's drift windows (short, so that a minute holds enough of them to calibrate)
+    drift_window_s: float = 2.0
+
+
+#: a run shorter than this does not calibrate its drift thresholds (too few windows)
+CALIBRATE_MIN_S = 40.0
+
+
+class DriftCalibration(threading.Thread):
+    """At ``at_s`` into the simulation: thresholds from the drift reports so far, for one false
+    alarm per ``target`` windows, then the drift worker restarted with them (``procs["drift"]``)."""
+
+    def __init__(self, settings: Settings, bootstrap: str, redis_url: str, procs: dict, at_s: float,
+                 env: dict[str, str], target: float = 1000.0) -> None:
+        super().__init__(name="drift-calibration", daemon=True)
+        self.settings, self.bootstrap, self.redis_url, self.procs = settings, bootstrap, redis_url, procs
+        self.at_s, self.env, self.target = at_s, env, target
+        self.started_ms: int | None = None  # when the calibrated drift worker started
+        self.error: str | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        if self.stop.wait(self.at_s):
+            return
+        try:
+            from stream.drift_cli import stationary_values, write_thresholds  # noqa: PLC0415
+            d = self.settings.drift
+            values, windows = stationary_values(self.bootstrap, SchemaRegistry(self.settings.paths.schemas_dir),
+                                                d.alerting, min_samples=d.min_samples)
+            if not values:
+                raise StreamError("no drift report with enough samples yet")
+            path = Path(self.settings.stack.state_dir) / "demo-drift-thresholds.yaml"
+            per_day = write_thresholds(path, calibrate(values, self.target), windows, self.target,
+                                       float(self.env["STREAM_DRIFT_WINDOW_S"]))
+            say(f"[drift] calibrated {len(values)} statistics on {windows} stationary windows (one false alarm "
+                f"expected per {self.target:g} windows, {per_day:.2g}/day); restarting the drift worker with {path}")
+            stop_pid(self.procs["drift"].pid, 20)
+            self.started_ms = int(time.time() * 1000)
+            proc, log, _ = start_worker(self.settings, self.bootstrap, self.redis_url, "demo-drift-calibrated",
+                                        stages="drift", extra_env={**self.env, "STREAM_DRIFT_THRESHOLDS_FILE": str(path)})
+            self.procs["drift"] = proc
+            say(f"[drift] calibrated drift worker running (pid {proc.pid}, log {log}); its alarms are false alarms")
+        except StreamError as exc:
+            self.error = str(exc)
+            say(f"[drift] not calibrated: {exc}")
 
 
 def say(text: str) -> None:
@@ -78,7 +128,9 @@ def run(settings: Settings, opts: DemoOptions) -> int:
         say(f"[stack] {line}")
     bootstrap = settings.kafka.bootstrap_servers or procs["broker"].endpoint
     redis_url = settings.redis.url or procs["redis"].endpoint
-    worker = learner = drift = None
+    worker = learner = None
+    procs: dict = {}
+    calibration = None
     try:
         topology = Topology.load(settings.paths.topology)
         results = ensure_topology(bootstrap, topology)
@@ -92,19 +144,33 @@ def run(settings: Settings, opts: DemoOptions) -> int:
         stats = produce_workload(producer(bootstrap), topology.topic("clicks.v1"), wl, events=opts.warmup_events,
                                  batch_size=100, malformed_share=0.01)
         say(f"[warm-up] {stats.events:,} events in {stats.messages} messages ({stats.malformed} malformed)")
-        drift, drift_log, _ = start_worker(settings, bootstrap, redis_url, "demo-drift", stages="drift")
-        say(f"[drift] drift worker running (pid {drift.pid}, log {drift_log}); its reference is the first "
-            f"{settings.drift.reference_windows} windows of {settings.drift.window_s:g}s")
+        # a trailing reference: the demo's profiles mature and its model learns as it runs (a fixed
+        # reference of the first windows raised 4 false alarms on profile shares after calibration)
+        drift_env = {"STREAM_DRIFT_WINDOW_S": str(opts.drift_window_s), "STREAM_DRIFT_TRAILING_WINDOWS": "5"}
+        procs["drift"], drift_log, _ = start_worker(settings, bootstrap, redis_url, "demo-drift", stages="drift",
+                                                    extra_env=drift_env)
+        say(f"[drift] drift worker running (pid {procs['drift'].pid}, log {drift_log}); its reference is the first "
+            f"{settings.drift.reference_windows} windows of {opts.drift_window_s:g}s"
+            + ("" if opts.seconds >= CALIBRATE_MIN_S else
+               f"; a run under {CALIBRATE_MIN_S:.0f}s does not calibrate it: alarms stay off"))
+        if opts.seconds >= CALIBRATE_MIN_S:
+            calibration = DriftCalibration(settings, bootstrap, redis_url, procs, opts.seconds / 2, drift_env)
+            calibration.start()
         sim = ClosedLoop(bootstrap, wl, rate=opts.rate, partitions=topology.topic("clicks.v1").partitions, batch_ms=50)
         say(f"[simulator] {opts.users} users, {opts.rate:,.0f} events/s for {opts.seconds:.0f}s; "
             f"CTR of a random list {sim.report.random_ctr:.3f}, of the most popular items "
             f"{sim.report.popular_ctr:.3f}, of each user's ideal list {sim.report.ideal_ctr:.3f}")
         report = sim.run(opts.seconds, progress=lambda r: _progress(r))
+        if calibration is not None:
+            calibration.join(60)
         time.sleep(2)
-        _summary(report, settings, bootstrap, redis_url, port)
+        _summary(report, settings, bootstrap, redis_url, port, calibration)
         return 0
     finally:
-        for proc in (worker, learner, drift):
+        if calibration is not None:
+            calibration.stop.set()
+            calibration.join(60)
+        for proc in (worker, learner, procs.get("drift")):
             if proc is not None:
                 stop_pid(proc.pid, 20)
         if opts.keep or not started_here:
@@ -122,7 +188,8 @@ def _progress(r: SimReport) -> None:
             f"(served by {versions})")
 
 
-def _summary(r: SimReport, settings: Settings, bootstrap: str, redis_url: str, port: int) -> None:
+def _summary(r: SimReport, settings: Settings, bootstrap: str, redis_url: str, port: int,
+             calibration: DriftCalibration | None = None) -> None:
     reg = SchemaRegistry(settings.paths.schemas_dir)
     models = ModelRegistry(redis_url, settings.model.hmac_key, reg, settings.redis.key_prefix)
     releases = models.versions(settings.model.name)
@@ -151,8 +218,15 @@ def _summary(r: SimReport, settings: Settings, bootstrap: str, redis_url: str, p
               ("drift.input.v1", "drift.profiles.v1", "drift.predictions.v1", "drift.concept.v1")}
     alerts = [reg.decode("Alert", m.value) for m in read(bootstrap, "alerts.v1", idle_timeout=1.0, deadline=deadline)]
     raised = [a for a in alerts if a["name"].startswith("drift.") and not a["name"].endswith(".cleared")]
+    line = "drift reports          " + ", ".join(f"{t.split('.')[1]} {n:,}" for t, n in counts.items())
+    if calibration is not None and calibration.started_ms is not None:
+        after = [a for a in raised if a["created"] >= calibration.started_ms]
+        judged = {r["window_start"] for m in read(bootstrap, "drift.input.v1", idle_timeout=1.0, deadline=deadline)
+                  if (r := reg.decode("DriftReport", m.value))["calibrated"] and r["window_start"] >= calibration.started_ms}
+        say(line + f"; calibrated half-way: {len(after)} false alarm(s) in {len(judged)} windows after calibration"
+            + (": " + ", ".join(sorted({a['name'] for a in after})[:6]) if after else ""))
+        return
     from stream.drift_cli import drift_status  # noqa: PLC0415
     status = drift_status(settings)
-    say("drift reports          " + ", ".join(f"{t.split('.')[1]} {n:,}" for t, n in counts.items()) +
-        f"; {len(raised)} drift alarm(s); drift is {status['state']} (alarms {status['alarms'].split(':')[0]})"
+    say(line + f"; {len(raised)} drift alarm(s); drift is {status['state']} (alarms {status['alarms'].split(':')[0]})"
         + (": " + ", ".join(sorted({a['name'] for a in raised})[:6]) if raised else ""))

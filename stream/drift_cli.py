@@ -53,6 +53,19 @@ def drift_status(settings: Settings) -> dict:
                     "and set STREAM_DRIFT_THRESHOLDS_FILE=F"}
 
 
+def write_thresholds(path: Path, table: dict[str, dict], windows: int, target_run_windows: float,
+                     window_s: float) -> float:
+    """Write a calibration as the thresholds file the drift worker reads; returns the expected
+    false alarms per day at that target."""
+    per_day = 86_400 / window_s / target_run_windows
+    out = {"calibrated": {"windows": windows, "target_run_windows": target_run_windows,
+                          "expected_false_alarms_per_day": round(per_day, 4),
+                          "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+           "thresholds": {k: {key: round(v, 6) for key, v in e.items()} for k, e in table.items()}}
+    path.write_text(yaml.safe_dump(out, sort_keys=True))
+    return per_day
+
+
 def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
     if args.drift_command == "status":
         for key, value in drift_status(settings).items():
@@ -75,12 +88,7 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> int:
         raise StreamError(f"only {windows} drift windows on the broker (need {args.min_windows}): run the "
                           f"drift worker over a stationary stream for longer")
     table = calibrate(values, args.target_run_windows)
-    per_day = 86_400 / settings.drift.window_s / args.target_run_windows
-    out = {"calibrated": {"windows": windows, "target_run_windows": args.target_run_windows,
-                          "expected_false_alarms_per_day": round(per_day, 4),
-                          "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-           "thresholds": {k: {key: round(v, 6) for key, v in e.items()} for k, e in table.items()}}
-    Path(args.out).write_text(yaml.safe_dump(out, sort_keys=True))
+    per_day = write_thresholds(Path(args.out), table, windows, args.target_run_windows, settings.drift.window_s)
     for key, e in table.items():
         print(f"{key:<48} threshold {e['threshold']:.4g}  (stationary max {e['max']:.4g}, median "
               f"{e['median']:.4g}, {e['windows']} values)")

@@ -6,6 +6,7 @@ Used by the CLI, the load generator and tests. Broker failures become
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -56,9 +57,16 @@ def use_security(k) -> None:  # noqa: ANN001 - stream.config.KafkaSettings
     _SECURITY.update(security_conf(k))
 
 
+#: librdkafka's own log lines go through this logger (the project's logfmt handler, whose
+#: Repeats filter lets a few through per minute), not straight to stderr: an unreachable
+#: broker printed ~190 of them before the command's one-line error
+RDKAFKA_LOG = logging.getLogger("rdkafka")
+
+
 def client_conf(bootstrap: str, **conf: object) -> dict:
-    """A librdkafka configuration: the bootstrap servers, this process's security settings, ``conf``."""
-    return {"bootstrap.servers": bootstrap, **_SECURITY, **conf}
+    """A librdkafka configuration: the bootstrap servers, this process's security settings, its
+    log lines routed through :data:`RDKAFKA_LOG`, then ``conf``."""
+    return {"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOG, **_SECURITY, **conf}
 
 
 def admin(bootstrap: str) -> AdminClient:

@@ -32,3 +32,22 @@ def test_demo_runs_the_whole_pipeline_and_stops_what_it_started(tmp_path):
     assert len(pids) == 2 and not any(pid_alive(p) for p in pids)
     workers = [int(p) for p in re.findall(r"^\[(?:worker|learner|drift)\] .*?\(pid (\d+)", out, re.M)]
     assert len(workers) == 3 and not any(pid_alive(p) for p in workers)
+
+
+def test_a_demo_of_a_minute_calibrates_its_drift_thresholds_half_way_and_then_raises_no_alarm(tmp_path):
+    env = {"STREAM_STACK_STATE_DIR": str(tmp_path / "state")}
+    proc = run_cli("demo", "--seconds", "50", "--rate", "600", "--users", "200", "--warmup-events", "5000",
+                   env=env, timeout=300)
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = re.search(r"\[drift\] calibrated (\d+) statistics on (\d+) stationary windows", out)
+    assert m and int(m.group(1)) >= 10 and int(m.group(2)) >= 5, out[-3000:]
+    assert "[drift] calibrated drift worker running" in out
+    m = re.search(r"calibrated half-way: (\d+) false alarm\(s\) in (\d+) windows after calibration", out)
+    assert m, out[-3000:]
+    alarms, windows = int(m.group(1)), int(m.group(2))
+    assert windows >= 3
+    # one false alarm is expected per 1,000 windows over all statistics: a handful of windows holds none
+    assert alarms == 0, out[-3000:]
+    workers = [int(p) for p in re.findall(r"^\[(?:worker|learner|drift)\] .*?\(pid (\d+)", out, re.M)]
+    assert len(workers) == 4 and not any(pid_alive(p) for p in workers)

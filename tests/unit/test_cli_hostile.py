@@ -4,6 +4,7 @@ before anything connects (a case that got through would fail on "no broker" inst
 
 from __future__ import annotations
 
+import os
 import argparse
 
 import pytest
@@ -140,3 +141,17 @@ def test_every_command_has_help():
         with pytest.raises(SystemExit) as exc:
             cli.main(path + ["--help"])
         assert exc.value.code == 0, path
+
+
+@pytest.mark.parametrize("argv", [["topics", "list"], ["tail", "clicks.v1", "--max", "1"]])
+def test_an_unreachable_broker_is_a_few_log_lines_and_one_error_not_a_flood(argv, tmp_path):
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
+    env.update(STREAM_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", STREAM_STACK_STATE_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "stream.cli", *argv], env=env, capture_output=True, text=True,
+                          timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and lines[-1].startswith("stream: error: ")
+    # librdkafka's connection failures (~190 lines before) come through the logfmt handler, a few per minute
+    assert len(lines) <= 6 and all(line.startswith("ts=") and "logger=rdkafka" in line for line in lines[:-1]), lines

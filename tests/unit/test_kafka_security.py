@@ -36,12 +36,13 @@ def test_every_client_conf_carries_the_security_settings_once_configured():
     try:
         kafka.use_security(k)
         conf = kafka.client_conf("kafka:9093", **{"group.id": "g"})
+        assert conf.pop("logger") is kafka.RDKAFKA_LOG  # librdkafka's lines through the project's logging
         assert conf == {"bootstrap.servers": "kafka:9093", "security.protocol": "SASL_SSL",
                         "sasl.mechanisms": "SCRAM-SHA-256", "sasl.username": "stream", "sasl.password": "pw",
                         "group.id": "g"}
     finally:
         kafka.use_security(KafkaSettings())
-    assert kafka.client_conf("x:1") == {"bootstrap.servers": "x:1"}
+    assert kafka.client_conf("x:1") == {"bootstrap.servers": "x:1", "logger": kafka.RDKAFKA_LOG}
 
 
 def test_faust_gets_sasl_or_tls_credentials_and_none_on_the_embedded_broker():
